@@ -1,0 +1,70 @@
+"""Copies and conversions: dtype casts, device moves, clone, contiguous."""
+
+from __future__ import annotations
+
+from ..autograd import Function
+from ..backend import backend_of, get_backend
+
+__all__ = ["cast", "to_device", "clone", "contiguous"]
+
+
+class Cast(Function):
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.src = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g.astype(ctx.src) if ctx.src.kind == "f" else None, None
+
+
+class ToDevice(Function):
+    @staticmethod
+    def forward(ctx, a, device):
+        ctx.src = backend_of(a)
+        ctx.src_device = _device_of(a)
+        return get_backend(device).from_numpy(ctx.src.to_numpy(a), dtype=a.dtype, device=device)
+
+    @staticmethod
+    def backward(ctx, g):
+        host = backend_of(g).to_numpy(g)
+        return ctx.src.from_numpy(host, dtype=g.dtype, device=ctx.src_device), None
+
+
+def _device_of(a):
+    from ..backend import device_of
+
+    return device_of(a)
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def cast(t, dtype):
+    """``t`` converted to ``dtype``; the gradient flows back between float dtypes."""
+    return Cast.apply(t, dtype)
+
+
+def to_device(t, device):
+    """A copy of ``t`` on ``device``; gradients flow back to the source device."""
+    return ToDevice.apply(t, device)
+
+
+def clone(t):
+    """A copy of ``t`` that stays in the graph."""
+    return Clone.apply(t)
+
+
+def contiguous(t):
+    """``t`` itself if its data is C-contiguous, else a contiguous copy."""
+    if t.data.flags.c_contiguous:
+        return t
+    return Clone.apply(t)

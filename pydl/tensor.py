@@ -1,0 +1,539 @@
+"""The Tensor: an n-dimensional array on a device, with an optional gradient.
+
+A Tensor wraps one backend array (``numpy.ndarray`` on the CPU, ``cupy.ndarray`` on a GPU) in
+``.data``. Operators and methods call the functions in ``pydl.functions``, which build the
+autograd graph (see ``pydl.autograd``). Creation functions (``pydl.tensor``, ``zeros``,
+``randn``...) live in ``pydl.creation``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd
+from .backend import Device, as_device, backend_of, device_of, get_backend
+
+__all__ = ["Tensor", "float32", "float64", "int32", "int64", "bool_", "float16"]
+
+float16 = np.dtype("float16")
+float32 = np.dtype("float32")
+float64 = np.dtype("float64")
+int32 = np.dtype("int32")
+int64 = np.dtype("int64")
+bool_ = np.dtype("bool")
+
+_DTYPE_NAMES = {
+    "float16": float16, "half": float16,
+    "float32": float32, "float": float32,
+    "float64": float64, "double": float64,
+    "int32": int32, "int": int32,
+    "int64": int64, "long": int64,
+    "bool": bool_,
+}
+_SUPPORTED = (float16, float32, float64, int32, int64, bool_)
+
+
+def as_dtype(dtype) -> np.dtype:
+    """Normalize a dtype given as a name, a NumPy dtype, a Python type or a pydl dtype."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        key = dtype.replace("pydl.", "")
+        if key in _DTYPE_NAMES:
+            return _DTYPE_NAMES[key]
+    if dtype is float:
+        return float32
+    if dtype is int:
+        return int64
+    if dtype is bool:
+        return bool_
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"unknown dtype {dtype!r}") from None
+    if dt not in _SUPPORTED:
+        raise TypeError(
+            f"dtype {dt} is not supported: use float32, float64, int32, int64 or bool"
+        )
+    return dt
+
+
+def dtype_name(dtype) -> str:
+    return "pydl." + ("bool" if np.dtype(dtype) == bool_ else str(np.dtype(dtype)))
+
+
+def _F():
+    from . import functions
+
+    return functions
+
+
+class Tensor:
+    """An n-dimensional array with reverse-mode autograd.
+
+    >>> x = pydl.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    >>> (x * x).sum().backward()
+    >>> x.grad
+    tensor([2., 4., 6.])
+    """
+
+    __slots__ = (
+        "data", "grad", "_requires_grad", "_ctx", "_out_index", "_version", "name",
+        "__weakref__",
+    )
+    __array_priority__ = 1000  # numpy scalars on the left defer to our operators
+
+    def __init__(self, data, dtype=None, device=None, requires_grad=False):
+        from .creation import _to_array
+
+        array = _to_array(data, dtype=dtype, device=device)
+        self._init(array, requires_grad)
+
+    def _init(self, array, requires_grad):
+        self.data = array
+        self.grad = None
+        self._ctx = None
+        self._out_index = 0
+        self._version = [0]  # shared with views: one in-place write bumps them all
+        self.name = None
+        self._requires_grad = False
+        if requires_grad:
+            self.requires_grad = True
+
+    @classmethod
+    def _make(cls, array, requires_grad=False):
+        t = cls.__new__(cls)
+        t.data = array
+        t.grad = None
+        t._ctx = None
+        t._out_index = 0
+        t._version = [0]
+        t.name = None
+        t._requires_grad = requires_grad
+        return t
+
+    @classmethod
+    def _make_leaf(cls, array, requires_grad=False):
+        t = cls._make(array, False)
+        if requires_grad:
+            t.requires_grad = True
+        return t
+
+    # -- attributes ----------------------------------------------------------------------
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag: bool):
+        if flag and self.data.dtype.kind != "f":
+            raise RuntimeError(
+                f"only floating-point tensors can require gradients, not {dtype_name(self.dtype)}"
+            )
+        if not flag and self._ctx is not None:
+            raise RuntimeError(
+                "requires_grad can only be turned off on leaf tensors; use .detach() instead"
+            )
+        self._requires_grad = bool(flag)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self):
+        return None if self._ctx is None else self._ctx._fn
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.shape)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.shape[dim]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def device(self) -> Device:
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def element_size(self) -> int:
+        return self.data.dtype.itemsize
+
+    @property
+    def T(self) -> Tensor:
+        return _F().permute(self, tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Tensor:
+        return _F().transpose(self, -2, -1)
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype.kind == "f"
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    # -- conversion ----------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The data as a NumPy array (a copy from the GPU; shared memory on the CPU)."""
+        if self.requires_grad:
+            raise RuntimeError(
+                "can't call numpy() on a tensor that requires grad; use .detach().numpy()"
+            )
+        return backend_of(self.data).to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(
+                f"item() needs a tensor with one element, this one has shape {self.shape}"
+            )
+        return backend_of(self.data).to_numpy(self.data).reshape(()).item()
+
+    def tolist(self):
+        return backend_of(self.data).to_numpy(self.data).tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"the truth value of a tensor with {self.data.size} elements is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iu" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be used as an index")
+        return int(self.item())
+
+    def __array__(self, dtype=None, copy=None):
+        arr = backend_of(self.data).to_numpy(self.data)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def to(self, *args, dtype=None, device=None, copy=False) -> Tensor:
+        """Move to a device and/or convert dtype: ``t.to("cuda")``, ``t.to(pydl.float64)``."""
+        for a in args:
+            if isinstance(a, Tensor):
+                device, dtype = a.device, a.dtype
+            elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None:
+            dt = as_dtype(dtype)
+            if dt != out.dtype:
+                out = _F().cast(out, dt)
+        if device is not None:
+            dev = as_device(device)
+            if dev != out.device:
+                out = _F().to_device(out, dev)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> Tensor:
+        return self.to("cuda" if device is None else as_device(f"cuda:{device}" if isinstance(device, int) else device))
+
+    def float(self) -> Tensor:
+        return self.to(float32)
+
+    def double(self) -> Tensor:
+        return self.to(float64)
+
+    def long(self) -> Tensor:
+        return self.to(int64)
+
+    def int(self) -> Tensor:
+        return self.to(int32)
+
+    def bool(self) -> Tensor:
+        return self.to(bool_)
+
+    def type(self, dtype) -> Tensor:
+        return self.to(as_dtype(dtype))
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this data, cut from the graph."""
+        t = Tensor._make(self.data, False)
+        t._version = self._version
+        return t
+
+    def detach_(self) -> Tensor:
+        self._ctx = None
+        self._requires_grad = False
+        return self
+
+    def clone(self) -> Tensor:
+        return _F().clone(self)
+
+    def contiguous(self) -> Tensor:
+        return _F().contiguous(self)
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    # -- autograd ------------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=False) -> None:
+        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf."""
+        autograd.backward([self], None if gradient is None else [gradient], retain_graph)
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        if self._ctx is None:
+            return
+        if self._ctx._retained is None:
+            self._ctx._retained = {}
+        self._ctx._retained[self._out_index] = self
+
+    def zero_(self) -> Tensor:
+        return self._inplace(lambda d, xp: d.fill(0) if d.ndim else d.__setitem__((), 0))
+
+    # -- in-place ------------------------------------------------------------------------
+    def _bump(self):
+        self._version[0] += 1
+
+    def _inplace(self, write):
+        """Run ``write(data, xp)`` on the data with no graph (used under no_grad)."""
+        if autograd.is_grad_enabled() and self.requires_grad and self._ctx is None:
+            raise RuntimeError(
+                "a leaf tensor that requires grad is used in an in-place operation; wrap it in "
+                "`with pydl.no_grad():` (as optimizers do) or work on a clone"
+            )
+        write(self.data, backend_of(self.data).xp)
+        self._bump()
+        return self
+
+    def _rebase(self, fn, *args):
+        """In-place op with autograd: compute ``fn(self, *args)`` and make self its output."""
+        if autograd.is_grad_enabled() and (
+            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
+        ):
+            if self._ctx is None and self.requires_grad:
+                raise RuntimeError(
+                    "a leaf tensor that requires grad is used in an in-place operation; wrap "
+                    "it in `with pydl.no_grad():` or work on a clone"
+                )
+            old = Tensor._make(self.data, self._requires_grad)
+            old._ctx, old._out_index, old._version = self._ctx, self._out_index, self._version
+            out = fn(old, *args)
+            if out.shape != self.shape:
+                raise RuntimeError(
+                    f"in-place result of shape {out.shape} cannot be written into a tensor of "
+                    f"shape {self.shape}"
+                )
+            self.data[...] = out.data
+            self._bump()
+            self._ctx, self._out_index = out._ctx, out._out_index
+            self._requires_grad = out._requires_grad
+            if self._ctx is not None:  # point the graph at the rebased tensor's data
+                self._ctx._outputs_meta = out._ctx._outputs_meta
+            return self
+        with autograd.no_grad():
+            out = fn(self, *args)
+        if out.shape != self.shape:
+            raise RuntimeError(
+                f"in-place result of shape {out.shape} cannot be written into a tensor of "
+                f"shape {self.shape}"
+            )
+        self.data[...] = out.data.astype(self.dtype, copy=False)
+        self._bump()
+        return self
+
+    def add_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._rebase(_F().add, other)
+
+    def sub_(self, other, alpha=1):
+        if alpha != 1:
+            other = other * alpha
+        return self._rebase(_F().sub, other)
+
+    def mul_(self, other):
+        return self._rebase(_F().mul, other)
+
+    def div_(self, other):
+        return self._rebase(_F().div, other)
+
+    def pow_(self, other):
+        return self._rebase(_F().pow, other)
+
+    def clamp_(self, min=None, max=None):  # noqa: A002
+        return self._rebase(lambda t: _F().clamp(t, min, max))
+
+    def fill_(self, value):
+        v = value.item() if isinstance(value, Tensor) else value
+        return self._inplace(lambda d, xp: d.fill(v) if d.ndim else d.__setitem__((), v))
+
+    def copy_(self, src):
+        src = src if isinstance(src, Tensor) else Tensor(src, dtype=self.dtype, device=self.device)
+        if src.device != self.device:
+            src = src.to(self.device)
+        return self._rebase(lambda t, s: _F().broadcast_to(s, t.shape).to(t.dtype) + t * 0, src)
+
+    def uniform_(self, a=0.0, b=1.0):
+        from .creation import rand
+
+        r = rand(*self.shape, dtype=self.dtype, device=self.device)
+        return self._inplace(lambda d, xp: d.__setitem__(..., r.data * (b - a) + a))
+
+    def normal_(self, mean=0.0, std=1.0):
+        from .creation import randn
+
+        r = randn(*self.shape, dtype=self.dtype, device=self.device)
+        return self._inplace(lambda d, xp: d.__setitem__(..., r.data * std + mean))
+
+    def __iadd__(self, other):
+        return self.add_(other)
+
+    def __isub__(self, other):
+        return self.sub_(other)
+
+    def __imul__(self, other):
+        return self.mul_(other)
+
+    def __itruediv__(self, other):
+        return self.div_(other)
+
+    def __setitem__(self, key, value):
+        return self._rebase(lambda t, v: _F().index_put(t, key, v), value)
+
+    # -- operators -----------------------------------------------------------------------
+    def __add__(self, other):
+        return _F().add(self, other)
+
+    def __radd__(self, other):
+        return _F().add(other, self)
+
+    def __sub__(self, other):
+        return _F().sub(self, other)
+
+    def __rsub__(self, other):
+        return _F().sub(other, self)
+
+    def __mul__(self, other):
+        return _F().mul(self, other)
+
+    def __rmul__(self, other):
+        return _F().mul(other, self)
+
+    def __truediv__(self, other):
+        return _F().div(self, other)
+
+    def __rtruediv__(self, other):
+        return _F().div(other, self)
+
+    def __pow__(self, other):
+        return _F().pow(self, other)
+
+    def __rpow__(self, other):
+        return _F().pow(other, self)
+
+    def __matmul__(self, other):
+        return _F().matmul(self, other)
+
+    def __rmatmul__(self, other):
+        return _F().matmul(other, self)
+
+    def __neg__(self):
+        return _F().neg(self)
+
+    def __pos__(self):
+        return self
+
+    def __abs__(self):
+        return _F().abs(self)
+
+    def __lt__(self, other):
+        return _F().lt(self, other)
+
+    def __le__(self, other):
+        return _F().le(self, other)
+
+    def __gt__(self, other):
+        return _F().gt(self, other)
+
+    def __ge__(self, other):
+        return _F().ge(self, other)
+
+    def __eq__(self, other):  # elementwise, as in PyTorch and NumPy
+        return _F().eq(self, other)
+
+    def __ne__(self, other):
+        return _F().ne(self, other)
+
+    def __invert__(self):
+        return _F().logical_not(self)
+
+    def __and__(self, other):
+        return _F().logical_and(self, other)
+
+    def __or__(self, other):
+        return _F().logical_or(self, other)
+
+    def __xor__(self, other):
+        return _F().logical_xor(self, other)
+
+    __hash__ = object.__hash__
+
+    def __getitem__(self, key):
+        return _F().getitem(self, key)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.shape[0]))
+
+    # -- printing ------------------------------------------------------------------------
+    def __repr__(self):
+        arr = backend_of(self.data).to_numpy(self.data)
+        body = np.array2string(
+            arr, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3,
+            precision=4, floatmode="maxprec_equal" if arr.dtype.kind == "f" else "maxprec",
+        )
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if arr.dtype not in (float32, int64, bool_) or arr.size == 0:
+            extras.append(f"dtype={dtype_name(arr.dtype)}")
+        if arr.size == 0:
+            body = "[]" if arr.ndim == 1 else f"[], size={tuple(arr.shape)}"
+        if self._ctx is not None:
+            extras.append(f"grad_fn=<{self._ctx._fn.__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    __str__ = __repr__
