@@ -29,6 +29,8 @@ import contextlib
 import functools
 import threading
 
+import numpy as np
+
 __all__ = [
     "Function",
     "Context",
@@ -242,7 +244,7 @@ class Function:
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
         multiple = isinstance(out, tuple)
-        outs = out if multiple else (out,)
+        outs = tuple(_as_array(o) for o in out) if multiple else (_as_array(out),)
         anomaly = is_anomaly_enabled()
         if anomaly:
             for o in outs:
@@ -261,6 +263,11 @@ class Function:
             ctx._outputs_meta = tuple((o.shape, o.dtype) for o in outs)
             ctx._bind_versions(tensors + results)
         return tuple(results) if multiple else results[0]
+
+
+def _as_array(value):
+    """NumPy ufuncs on 0-d arrays return scalars; keep everything an array."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
 
 
 def _zeros_like_meta(meta, like):
@@ -304,18 +311,19 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
     used = set()  # ids of arrays already handed to a leaf: the next leaf gets a copy
 
     def send(t, g):
+        g = _as_array(g)
         if capture is not None and id(t) in capture:
             prev = captured.get(id(t))
-            captured[id(t)] = g if prev is None else prev + g
+            captured[id(t)] = g if prev is None else _as_array(prev + g)
             if t._ctx is None:
                 return
         if t._ctx is not None:
             slots = pending.setdefault(id(t._ctx), [None] * len(t._ctx._outputs_meta))
             prev = slots[t._out_index]
-            slots[t._out_index] = g if prev is None else prev + g
+            slots[t._out_index] = g if prev is None else _as_array(prev + g)
         elif capture is None and t.requires_grad:
             prev = leaf_grads.get(id(t))
-            leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
+            leaf_grads[id(t)] = (t, g if prev is None else _as_array(prev[1] + g))
 
     roots = []
     for t, g in zip(outputs, grad_outputs):
@@ -381,7 +389,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
         if t.grad is None:
             t.grad = Tensor._make(g, False)
         else:
-            t.grad = Tensor._make(t.grad.data + g, False)
+            t.grad = Tensor._make(_as_array(t.grad.data + g), False)
     return captured
 
 

@@ -318,7 +318,7 @@ class Tensor:
         self._ctx._retained[self._out_index] = self
 
     def zero_(self) -> Tensor:
-        return self._inplace(lambda d, xp: d.fill(0) if d.ndim else d.__setitem__((), 0))
+        return self.fill_(0)
 
     # -- in-place ------------------------------------------------------------------------
     def _bump(self):
@@ -345,8 +345,11 @@ class Tensor:
                     "a leaf tensor that requires grad is used in an in-place operation; wrap "
                     "it in `with pydl.no_grad():` or work on a clone"
                 )
-            old = Tensor._make(self.data, self._requires_grad)
-            old._ctx, old._out_index, old._version = self._ctx, self._out_index, self._version
+            # the old value gets its own buffer and version counter: the write below must not
+            # change what the new node computed from (ops that saved self itself still see
+            # the version bump and raise at backward)
+            old = Tensor._make(self.data.copy(), self._requires_grad)
+            old._ctx, old._out_index = self._ctx, self._out_index
             out = fn(old, *args)
             if out.shape != self.shape:
                 raise RuntimeError(
@@ -395,6 +398,11 @@ class Tensor:
 
     def fill_(self, value):
         v = value.item() if isinstance(value, Tensor) else value
+        if autograd.is_grad_enabled() and self._ctx is not None and self.requires_grad:
+            # a non-leaf in the graph: the filled tensor no longer depends on its old value
+            xp = backend_of(self.data).xp
+            keep = Tensor._make(xp.zeros(self.shape, dtype=bool))
+            return self._rebase(lambda t: _F().where(keep, t, v))
         return self._inplace(lambda d, xp: d.fill(v) if d.ndim else d.__setitem__((), v))
 
     def copy_(self, src):
@@ -428,7 +436,12 @@ class Tensor:
         return self.div_(other)
 
     def __setitem__(self, key, value):
-        return self._rebase(lambda t, v: _F().index_put(t, key, v), value)
+        if not autograd.is_grad_enabled() or not (
+            self.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
+        ):  # no graph to keep: write straight into the buffer
+            _F().indexing._write_inplace(self, key, value)
+            return
+        self._rebase(lambda t, v: _F().index_put(t, key, v), value)
 
     # -- operators -----------------------------------------------------------------------
     def __add__(self, other):

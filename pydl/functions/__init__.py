@@ -5,6 +5,8 @@ side) and the public wrappers. ``METHODS`` in each file names the wrappers that 
 Tensor methods (``x.exp()``, ``x.sum(dim=1)``); they are attached to Tensor below.
 """
 
+import importlib
+
 from . import arith, convert, conv, indexing, loss, matmul, nn_misc, pool, reduce, shape, softmax, unary
 from .arith import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
@@ -19,8 +21,12 @@ from .shape import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .unary import *  # noqa: F401,F403
 
-_MODULES = (arith, convert, conv, indexing, loss, matmul, nn_misc, pool, reduce, shape, softmax,
-            unary)
+# by module object, not name: the star imports rebind e.g. `softmax` to the function
+_MODULES = tuple(
+    importlib.import_module(f"{__name__}.{name}")
+    for name in ("arith", "convert", "conv", "indexing", "loss", "matmul", "nn_misc", "pool",
+                 "reduce", "shape", "softmax", "unary")
+)
 ARITH_METHODS = ("add", "sub", "mul", "div", "neg", "pow")
 TENSOR_METHODS = ARITH_METHODS + tuple(
     name for mod in _MODULES for name in getattr(mod, "METHODS", ())

@@ -1,4 +1,779 @@
-"""(being written)"""
+"""Elementwise math, activations, comparisons and logical ops.
 
-__all__ = []
-METHODS = ()
+Differentiable: ``exp log log1p sqrt rsqrt reciprocal square abs sin cos tanh sigmoid erf
+relu leaky_relu gelu elu softplus silu clamp (clip) where maximum minimum``; ``sign`` has a
+zero gradient, as in PyTorch. Not differentiable (bool results): ``lt le gt ge eq ne``,
+``logical_not/and/or/xor``, ``isnan isinf isfinite``.
+
+Each Function saves only what its backward needs: the output for ``exp``, ``sigmoid``,
+``tanh``, ``sqrt``, ``rsqrt``, ``reciprocal`` and ``relu``; the input otherwise.
+
+Ops that only make sense on real numbers (``exp``, ``log``, ``sqrt``, ``sigmoid``...) turn
+integer and bool tensors into float32 first, as PyTorch does; ``abs``, ``square``, ``relu``,
+``clamp``, ``maximum``, ``minimum`` and ``sign`` keep integer dtypes.
+
+Numerical care: ``sigmoid``, ``softplus`` and ``silu`` never call ``exp`` on a positive
+argument, so +-1000 gives finite results without overflow warnings; ``elu`` calls ``expm1``
+only on the non-positive part; ``gelu`` uses the exact erf form by default
+(``pydl.functions._special.erf``, accurate to float64 rounding) and the tanh form with
+``approximate='tanh'``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._special import erf as _erf
+from ._util import binary_operands, sum_to_shape, xp_of
+
+__all__ = [
+    "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin",
+    "cos", "tanh", "sigmoid", "erf", "relu", "leaky_relu", "gelu", "elu", "softplus", "silu",
+    "clamp", "clip", "where", "maximum", "minimum",
+    "lt", "le", "gt", "ge", "eq", "ne",
+    "logical_not", "logical_and", "logical_or", "logical_xor",
+    "isnan", "isinf", "isfinite",
+]
+
+METHODS = (
+    "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin", "cos",
+    "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum",
+    "lt", "le", "gt", "ge", "eq", "ne",
+    "logical_not", "logical_and", "logical_or", "logical_xor",
+    "isnan", "isinf", "isfinite",
+)
+
+_SQRT_2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _ndarray(value):
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
+def _arrays_out(fn):
+    def wrapper(*args, **kwargs):
+        out = fn(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(_ndarray(o) for o in out)
+        return _ndarray(out)
+
+    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+    return wrapper
+
+
+class Op(Function):
+    """A Function whose forward and backward return arrays, never NumPy scalars.
+
+    NumPy ufuncs and reductions on 0-d arrays return ``numpy.float64``-style scalars, which
+    cannot be written in place (``t.add_(1)``, ``grad.zero_()``). Subclasses of ``Op`` get
+    their results turned back into 0-d arrays. (A stop-gap until ``Function.apply`` does this
+    for every op; then ``Op`` can become plain ``Function``.)
+    """
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward"):
+            fn = cls.__dict__.get(name)
+            if fn is not None:
+                fn = fn.__func__ if isinstance(fn, staticmethod) else fn
+                setattr(cls, name, staticmethod(_arrays_out(fn)))
+
+
+def _as_tensor(x, op: str) -> Tensor:
+    if isinstance(x, Tensor):
+        return x
+    if isinstance(x, (numbers.Number, np.ndarray, list, tuple)) or type(x).__module__.startswith(
+        "cupy"
+    ):
+        return Tensor(x)
+    raise TypeError(f"{op}: expected a tensor, got {type(x).__name__}")
+
+
+def _floating(x, op: str) -> Tensor:
+    """``x`` as a tensor of a floating dtype (integers and bools become float32)."""
+    x = _as_tensor(x, op)
+    return x if x.dtype.kind == "f" else x.to(np.float32)
+
+
+def _sigmoid(xp, x):
+    """Logistic function that never exponentiates a positive number (no overflow)."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+# -- exponentials and powers -----------------------------------------------------------------
+class Exp(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = xp_of(a).exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out
+
+
+class Log(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return xp_of(a).log(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g / a
+
+
+class Log1p(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return xp_of(a).log1p(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g / (1 + a)
+
+
+class Sqrt(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = xp_of(a).sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g / (2 * out)
+
+
+class Rsqrt(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = 1 / xp_of(a).sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return -0.5 * g * out * out * out
+
+
+class Reciprocal(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = 1 / a
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return -g * out * out
+
+
+class Square(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a * a
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return 2 * g * a
+
+
+class Abs(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return xp_of(a).abs(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * xp_of(a).sign(a)
+
+
+class Sign(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.meta = (a.shape, a.dtype)
+        return xp_of(a).sign(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        return xp_of(g).zeros(*ctx.meta)
+
+
+# -- trigonometric and squashing -------------------------------------------------------------
+class Sin(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return xp_of(a).sin(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * xp_of(a).cos(a)
+
+
+class Cos(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return xp_of(a).cos(a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return -g * xp_of(a).sin(a)
+
+
+class Tanh(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = xp_of(a).tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * (1 - out * out)
+
+
+class Sigmoid(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = _sigmoid(xp_of(a), a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out * (1 - out)
+
+
+class Erf(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return _erf(xp_of(a), a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return g * (_TWO_OVER_SQRT_PI * xp_of(a).exp(-a * a))
+
+
+# -- activations -----------------------------------------------------------------------------
+class Relu(Op):
+    @staticmethod
+    def forward(ctx, a):
+        out = xp_of(a).maximum(a, 0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * (out > 0)
+
+
+class LeakyRelu(Op):
+    @staticmethod
+    def forward(ctx, a, negative_slope):
+        ctx.save_for_backward(a)
+        ctx.slope = negative_slope
+        return xp_of(a).where(a > 0, a, a * negative_slope)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        return xp_of(a).where(a > 0, g, g * ctx.slope), None
+
+
+class Gelu(Op):
+    @staticmethod
+    def forward(ctx, a, approximate):
+        xp = xp_of(a)
+        ctx.save_for_backward(a)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (a + _GELU_C * a * a * a)
+            return 0.5 * a * (1 + xp.tanh(inner))
+        return 0.5 * a * (1 + _erf(xp, a / _SQRT_2))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        xp = xp_of(a)
+        if ctx.approximate == "tanh":
+            a2 = a * a
+            t = xp.tanh(_SQRT_2_OVER_PI * (a + _GELU_C * a2 * a))
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * a2)
+            return g * (0.5 * (1 + t) + 0.5 * a * (1 - t * t) * d_inner), None
+        cdf = 0.5 * (1 + _erf(xp, a / _SQRT_2))
+        pdf = _INV_SQRT_2PI * xp.exp(-0.5 * a * a)
+        return g * (cdf + a * pdf), None
+
+
+class Elu(Op):
+    @staticmethod
+    def forward(ctx, a, alpha):
+        xp = xp_of(a)
+        ctx.save_for_backward(a)
+        ctx.alpha = alpha
+        return xp.where(a > 0, a, alpha * xp.expm1(xp.minimum(a, 0)))
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        xp = xp_of(a)
+        return xp.where(a > 0, g, g * (ctx.alpha * xp.exp(xp.minimum(a, 0)))), None
+
+
+class Softplus(Op):
+    @staticmethod
+    def forward(ctx, a, beta, threshold):
+        xp = xp_of(a)
+        ctx.save_for_backward(a)
+        ctx.beta, ctx.threshold = beta, threshold
+        ba = a * beta
+        smooth = (xp.maximum(ba, 0) + xp.log1p(xp.exp(-xp.abs(ba)))) / beta
+        return xp.where(ba > threshold, a, smooth)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        xp = xp_of(a)
+        ba = a * ctx.beta
+        return xp.where(ba > ctx.threshold, g, g * _sigmoid(xp, ba)), None, None
+
+
+class Silu(Op):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return a * _sigmoid(xp_of(a), a)
+
+    @staticmethod
+    def backward(ctx, g):
+        (a,) = ctx.saved_tensors
+        s = _sigmoid(xp_of(a), a)
+        return g * (s * (1 + a * (1 - s)))
+
+
+# -- selection ---------------------------------------------------------------------------------
+def _shape(x):
+    return getattr(x, "shape", ())
+
+
+class Clamp(Op):
+    """``min(max(x, lo), hi)``; lo/hi are scalars, arrays or None. Ties pass to ``x``."""
+
+    @staticmethod
+    def forward(ctx, a, lo, hi):
+        xp = xp_of(a)
+        ctx.save_for_backward(a, lo, hi)
+        ctx.shapes = (_shape(a), _shape(lo), _shape(hi))
+        out = a
+        if lo is not None:
+            out = xp.maximum(out, lo)
+        if hi is not None:
+            out = xp.minimum(out, hi)
+        return out if out is not a else a.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        a, lo, hi = ctx.saved_tensors
+        sa, slo, shi = ctx.shapes
+        xp = xp_of(g)
+        keep = xp.ones(a.shape, dtype=bool)
+        mid = a
+        if lo is not None:
+            keep = keep & (a >= lo)
+            mid = xp.maximum(a, lo)
+        if hi is not None:
+            keep = keep & (a <= hi)
+        ga = glo = ghi = None
+        if ctx.needs_input_grad[0]:
+            ga = sum_to_shape(g * keep, sa)
+        if ctx.needs_input_grad[1]:
+            to_lo = a < lo
+            if hi is not None:
+                to_lo = to_lo & (lo <= hi)
+            glo = sum_to_shape(g * to_lo, slo)
+        if ctx.needs_input_grad[2]:
+            ghi = sum_to_shape(g * (mid > hi), shi)
+        return ga, glo, ghi
+
+
+class Where(Op):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (_shape(a), _shape(b))
+        return xp_of(cond).where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        (cond,) = ctx.saved_tensors
+        sa, sb = ctx.shapes
+        ga = gb = None
+        if ctx.needs_input_grad[1]:
+            ga = sum_to_shape(g * cond, sa)
+        if ctx.needs_input_grad[2]:
+            gb = sum_to_shape(g * ~cond, sb)
+        return None, ga, gb
+
+
+class Maximum(Op):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a if hasattr(a, "shape") else b).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _minmax_grads(ctx, g, a, b, a > b)
+
+
+class Minimum(Op):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a if hasattr(a, "shape") else b).minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        return _minmax_grads(ctx, g, a, b, a < b)
+
+
+def _minmax_grads(ctx, g, a, b, a_wins):
+    """Gradient of max/min: to the winner, split 0.5/0.5 on ties (as PyTorch)."""
+    xp = xp_of(g)
+    share = xp.where(a_wins, 1.0, xp.where(a == b, 0.5, 0.0)).astype(g.dtype, copy=False)
+    ga = sum_to_shape(g * share, _shape(a)) if ctx.needs_input_grad[0] else None
+    gb = sum_to_shape(g * (1 - share), _shape(b)) if ctx.needs_input_grad[1] else None
+    return ga, gb
+
+
+# -- non-differentiable: comparisons, logic, tests ---------------------------------------------
+_COMPARE = {
+    "lt": lambda xp, a, b: xp.less(a, b),
+    "le": lambda xp, a, b: xp.less_equal(a, b),
+    "gt": lambda xp, a, b: xp.greater(a, b),
+    "ge": lambda xp, a, b: xp.greater_equal(a, b),
+    "eq": lambda xp, a, b: xp.equal(a, b),
+    "ne": lambda xp, a, b: xp.not_equal(a, b),
+    "logical_and": lambda xp, a, b: xp.logical_and(a, b),
+    "logical_or": lambda xp, a, b: xp.logical_or(a, b),
+    "logical_xor": lambda xp, a, b: xp.logical_xor(a, b),
+}
+
+_TESTS = {
+    "logical_not": lambda xp, a: xp.logical_not(a),
+    "isnan": lambda xp, a: xp.isnan(a),
+    "isinf": lambda xp, a: xp.isinf(a),
+    "isfinite": lambda xp, a: xp.isfinite(a),
+}
+
+
+class Compare(Op):
+    """A bool-valued binary op (comparison or logical); never differentiable."""
+
+    @staticmethod
+    def forward(ctx, a, b, op):
+        xp = xp_of(a if hasattr(a, "shape") else b)
+        return _COMPARE[op](xp, a, b)
+
+    @staticmethod
+    def backward(ctx, g):  # pragma: no cover - bool outputs never get a gradient
+        return None, None
+
+
+class Predicate(Op):
+    """A bool-valued unary op; never differentiable."""
+
+    @staticmethod
+    def forward(ctx, a, op):
+        return _TESTS[op](xp_of(a), a)
+
+    @staticmethod
+    def backward(ctx, g):  # pragma: no cover - bool outputs never get a gradient
+        return None
+
+
+def _compare_operands(a, b, op):
+    ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
+    if not ta and not tb:
+        raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and "
+                        f"{type(b).__name__}")
+    like = a if ta else b
+    out = []
+    for v in (a, b):
+        if isinstance(v, Tensor):
+            out.append(v)
+        elif isinstance(v, (bool, numbers.Number)):
+            out.append(v)
+        elif isinstance(v, (np.ndarray, list, tuple)) or type(v).__module__.startswith("cupy"):
+            out.append(Tensor(v, device=like.device))
+        else:
+            raise TypeError(f"{op}: unsupported operand of type {type(v).__name__}")
+    if ta and tb and a.device != b.device:
+        raise RuntimeError(f"{op}: expected both tensors on the same device, got {a.device} and "
+                           f"{b.device}; move one with .to(device)")
+    return out
+
+
+def _compare(a, b, op):
+    a, b = _compare_operands(a, b, op)
+    return Compare.apply(a, b, op)
+
+
+# -- public wrappers ---------------------------------------------------------------------------
+def exp(x):
+    """Elementwise e**x."""
+    return Exp.apply(_floating(x, "exp"))
+
+
+def log(x):
+    """Natural logarithm (NaN for negative inputs, -inf at 0)."""
+    return Log.apply(_floating(x, "log"))
+
+
+def log1p(x):
+    """log(1 + x), accurate for small x."""
+    return Log1p.apply(_floating(x, "log1p"))
+
+
+def sqrt(x):
+    """Elementwise square root."""
+    return Sqrt.apply(_floating(x, "sqrt"))
+
+
+def rsqrt(x):
+    """Elementwise 1 / sqrt(x)."""
+    return Rsqrt.apply(_floating(x, "rsqrt"))
+
+
+def reciprocal(x):
+    """Elementwise 1 / x (integers give float32)."""
+    return Reciprocal.apply(_floating(x, "reciprocal"))
+
+
+def square(x):
+    """Elementwise x * x (integer dtypes kept)."""
+    return Square.apply(_as_tensor(x, "square"))
+
+
+def abs(x):  # noqa: A001 - PyTorch's name
+    """Elementwise absolute value; gradient sign(x) (0 at 0)."""
+    return Abs.apply(_as_tensor(x, "abs"))
+
+
+def sign(x):
+    """-1, 0 or 1 elementwise; its gradient is zero everywhere."""
+    x = _as_tensor(x, "sign")
+    return Sign.apply(x)
+
+
+def sin(x):
+    return Sin.apply(_floating(x, "sin"))
+
+
+def cos(x):
+    return Cos.apply(_floating(x, "cos"))
+
+
+def tanh(x):
+    return Tanh.apply(_floating(x, "tanh"))
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), computed without overflow for any input."""
+    return Sigmoid.apply(_floating(x, "sigmoid"))
+
+
+def erf(x):
+    """The Gauss error function."""
+    return Erf.apply(_floating(x, "erf"))
+
+
+def relu(x):
+    """max(x, 0); gradient 0 at x == 0, as in PyTorch."""
+    return Relu.apply(_as_tensor(x, "relu"))
+
+
+def leaky_relu(x, negative_slope=0.01):
+    """x for x > 0, negative_slope * x otherwise."""
+    return LeakyRelu.apply(_floating(x, "leaky_relu"), float(negative_slope))
+
+
+def gelu(x, approximate="none"):
+    """x * Phi(x) with the exact erf form, or the tanh approximation (``approximate='tanh'``)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(_floating(x, "gelu"), approximate)
+
+
+def elu(x, alpha=1.0):
+    """x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    return Elu.apply(_floating(x, "elu"), float(alpha))
+
+
+def softplus(x, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta * x)) / beta, and x itself where beta * x > threshold (as PyTorch)."""
+    if beta == 0:
+        raise ValueError("softplus: beta must be non-zero")
+    return Softplus.apply(_floating(x, "softplus"), float(beta), float(threshold))
+
+
+def silu(x):
+    """x * sigmoid(x) (a.k.a. swish)."""
+    return Silu.apply(_floating(x, "silu"))
+
+
+def clamp(x, min=None, max=None):  # noqa: A002 - PyTorch's names
+    """Limit values to [min, max]; either bound may be None, a number or a tensor.
+
+    The gradient reaches ``x`` where min <= x <= max (bounds included, as in PyTorch), and
+    a tensor bound where it is the value chosen.
+    """
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    x = _as_tensor(x, "clamp")
+    bounds = []
+    for bound in (min, max):
+        if bound is None:
+            bounds.append(None)
+            continue
+        if not isinstance(bound, Tensor) and isinstance(bound, float) and x.dtype.kind != "f":
+            x = x.to(np.float32)
+        x, bound = binary_operands(x, bound, "clamp")
+        bounds.append(bound)
+    lo, hi = bounds
+    if isinstance(lo, Tensor) and lo.dtype != x.dtype:
+        x, lo = binary_operands(x, lo, "clamp")
+    return Clamp.apply(x, lo, hi)
+
+
+clip = clamp
+
+
+def where(condition, input=None, other=None):  # noqa: A002 - PyTorch's names
+    """Elementwise ``input if condition else other``, broadcasting all three.
+
+    ``input`` and ``other`` may be tensors or numbers; the gradient goes to each where it
+    was chosen, summed back to its shape. ``where(condition)`` alone returns the indices of
+    the true elements, one int64 tensor per dimension (as ``nonzero(as_tuple=True)``).
+    """
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition)
+    if cond.dtype.kind != "b":
+        cond = cond.to(np.bool_)
+    if input is None and other is None:
+        xp = xp_of(cond.data)
+        return tuple(Tensor._make(i.astype(np.int64), False) for i in xp.nonzero(cond.data))
+    if input is None or other is None:
+        raise TypeError("where: give both input and other, or neither")
+    if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+        input = Tensor(input, device=cond.device)
+    a, b = binary_operands(input, other, "where")
+    return Where.apply(cond, a, b)
+
+
+def maximum(a, b):
+    """Elementwise maximum; on ties each side gets half the gradient (as PyTorch)."""
+    a, b = binary_operands(a, b, "maximum")
+    return Maximum.apply(a, b)
+
+
+def minimum(a, b):
+    """Elementwise minimum; on ties each side gets half the gradient (as PyTorch)."""
+    a, b = binary_operands(a, b, "minimum")
+    return Minimum.apply(a, b)
+
+
+def lt(a, b):
+    """a < b elementwise, as a bool tensor."""
+    return _compare(a, b, "lt")
+
+
+def le(a, b):
+    """a <= b elementwise, as a bool tensor."""
+    return _compare(a, b, "le")
+
+
+def gt(a, b):
+    """a > b elementwise, as a bool tensor."""
+    return _compare(a, b, "gt")
+
+
+def ge(a, b):
+    """a >= b elementwise, as a bool tensor."""
+    return _compare(a, b, "ge")
+
+
+def eq(a, b):
+    """a == b elementwise, as a bool tensor (``t == None`` is False, as in PyTorch)."""
+    if a is None or b is None:
+        return False
+    return _compare(a, b, "eq")
+
+
+def ne(a, b):
+    """a != b elementwise, as a bool tensor."""
+    if a is None or b is None:
+        return True
+    return _compare(a, b, "ne")
+
+
+def logical_and(a, b):
+    return _compare(a, b, "logical_and")
+
+
+def logical_or(a, b):
+    return _compare(a, b, "logical_or")
+
+
+def logical_xor(a, b):
+    return _compare(a, b, "logical_xor")
+
+
+def logical_not(x):
+    return Predicate.apply(_as_tensor(x, "logical_not"), "logical_not")
+
+
+def isnan(x):
+    return Predicate.apply(_as_tensor(x, "isnan"), "isnan")
+
+
+def isinf(x):
+    return Predicate.apply(_as_tensor(x, "isinf"), "isinf")
+
+
+def isfinite(x):
+    return Predicate.apply(_as_tensor(x, "isfinite"), "isfinite")
