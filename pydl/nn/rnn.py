@@ -1,0 +1,751 @@
+"""Recurrent layers: ``RNN``, ``LSTM``, ``GRU`` and their single-step cells.
+
+Everything matches PyTorch: constructor arguments, parameter names
+(``weight_ih_l{k}[_reverse]``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``, and
+``weight_hr_l{k}`` for an LSTM with ``proj_size``), gate order (LSTM: i, f, g, o; GRU: r, z, n),
+input/output layouts and the default initialization U(-1/sqrt(hidden), 1/sqrt(hidden)), so a
+``state_dict`` copied from ``torch.nn.LSTM`` gives the same outputs.
+
+How a layer runs (the speed-relevant choices)
+---------------------------------------------
+For each layer and direction the input projection ``x_t W_ih^T + b_ih`` does not depend on
+the recurrence, so it is computed for *all* time steps with one matrix product over the
+whole ``(L, N, H_in)`` input (for LSTM and RNN ``b_hh`` is folded into it as well). Only the
+recurrent part ``h_{t-1} W_hh^T`` loops over time, inside one Function per layer and
+direction (``_LSTMSequence``, ``_GRUSequence``, ``_RNNSequence``): forward does one small
+matmul and the gate arithmetic per step on raw arrays and saves the activations; backward
+is backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per step) and
+then forms ``dW_hh`` with a single large ``(G, T*N) @ (T*N, H)`` product instead of T small
+ones. The autograd graph therefore has a handful of nodes per layer, not a dozen per time
+step, so Python overhead stays flat and a 1,000-step unroll backpropagates like any other.
+The cells (``LSTMCell``...) use one fused elementwise Function per step
+(``_LSTMPointwise``, ``_GRUPointwise``) after the two matmuls.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .. import autograd
+from .. import functions as _ops
+from ..backend import backend_of
+from ..creation import rand, zeros
+from ..tensor import Tensor
+from . import functional as F
+from .module import Module
+from .parameter import Parameter
+
+__all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
+
+
+# -- fused Functions used by the layers ----------------------------------------------------
+def _sigmoid(xp, x):
+    # 0.5 * (1 + tanh(x / 2)) is sigmoid without overflow warnings for large |x|
+    return 0.5 * (1.0 + xp.tanh(0.5 * x))
+
+
+class _Unbind(autograd.Function):
+    """Split a tensor into its slices along ``dim`` (views); backward stacks them once."""
+
+    @staticmethod
+    def forward(ctx, x, dim=0):
+        ctx.dim = dim
+        ctx.xp = backend_of(x).xp
+        index = [slice(None)] * x.ndim
+        out = []
+        for i in range(x.shape[dim]):
+            index[dim] = i
+            out.append(x[tuple(index)])
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.xp.stack(grads, axis=ctx.dim)
+
+
+def _unbind(x: Tensor, dim: int = 0):
+    return _Unbind.apply(x, dim=dim)  # forward returns a tuple, so apply does too
+
+
+class _LSTMPointwise(autograd.Function):
+    """One LSTM step after the matmuls: ``gates`` (N, 4H) in order i, f, g, o, and c_{t-1}.
+
+    Returns (o * tanh(c_t), c_t) with c_t = f * c_{t-1} + i * g.
+    """
+
+    @staticmethod
+    def forward(ctx, gates, c_prev):
+        xp = backend_of(gates).xp
+        H = gates.shape[-1] // 4
+        i = _sigmoid(xp, gates[..., :H])
+        f = _sigmoid(xp, gates[..., H:2 * H])
+        g = xp.tanh(gates[..., 2 * H:3 * H])
+        o = _sigmoid(xp, gates[..., 3 * H:])
+        c = f * c_prev + i * g
+        tc = xp.tanh(c)
+        h = o * tc
+        ctx.save_for_backward(i, f, g, o, tc, c_prev)
+        ctx.xp = xp
+        return h, c
+
+    @staticmethod
+    def backward(ctx, gh, gc):
+        i, f, g, o, tc, c_prev = ctx.saved_tensors
+        xp = ctx.xp
+        dc = gc + gh * o * (1.0 - tc * tc)
+        di = dc * g * i * (1.0 - i)
+        df = dc * c_prev * f * (1.0 - f)
+        dg = dc * i * (1.0 - g * g)
+        do = gh * tc * o * (1.0 - o)
+        dgates = xp.concatenate([di, df, dg, do], axis=-1)
+        dc_prev = dc * f if ctx.needs_input_grad[1] else None
+        return dgates, dc_prev
+
+
+class _GRUPointwise(autograd.Function):
+    """One GRU step after the matmuls.
+
+    ``xg`` = W_ih x + b_ih and ``hg`` = W_hh h + b_hh, both (N, 3H) in order r, z, n;
+    r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
+    h_t = (1 - z) * n + z * h_{t-1}.
+    """
+
+    @staticmethod
+    def forward(ctx, xg, hg, h_prev):
+        xp = backend_of(xg).xp
+        H = xg.shape[-1] // 3
+        r = _sigmoid(xp, xg[..., :H] + hg[..., :H])
+        z = _sigmoid(xp, xg[..., H:2 * H] + hg[..., H:2 * H])
+        hn = hg[..., 2 * H:]
+        n = xp.tanh(xg[..., 2 * H:] + r * hn)
+        h = (1.0 - z) * n + z * h_prev
+        ctx.save_for_backward(r, z, n, hn, h_prev)
+        ctx.xp = xp
+        return h
+
+    @staticmethod
+    def backward(ctx, gh):
+        r, z, n, hn, h_prev = ctx.saved_tensors
+        xp = ctx.xp
+        dn = gh * (1.0 - z) * (1.0 - n * n)
+        dz = gh * (h_prev - n) * z * (1.0 - z)
+        dr = dn * hn * r * (1.0 - r)
+        dxg = xp.concatenate([dr, dz, dn], axis=-1) if ctx.needs_input_grad[0] else None
+        dhg = xp.concatenate([dr, dz, dn * r], axis=-1) if ctx.needs_input_grad[1] else None
+        dh_prev = gh * z if ctx.needs_input_grad[2] else None
+        return dxg, dhg, dh_prev
+
+
+class _RecurrenceBase(autograd.Function):
+    """Shared helpers of the whole-sequence recurrences below.
+
+    Each runs one layer in one direction over all T steps as a single graph node: forward
+    loops over time doing one ``h_{t-1} W_hh^T`` matmul per step and saves the activations;
+    backward runs backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per
+    step) and then forms the weight gradients with a single large matmul over all T * N rows,
+    instead of T small ones. ``xproj`` is the precomputed input projection, time along
+    ``tdim``; the step order is reversed for the backward direction of a bidirectional layer.
+    """
+
+    @staticmethod
+    def _steps(T, reverse):
+        return range(T - 1, -1, -1) if reverse else range(T)
+
+    @staticmethod
+    def _weight_grad(be, d_all, x_all):
+        """sum over t of d_t^T x_t, as one (G, T*N) @ (T*N, K) product."""
+        G, K = d_all.shape[-1], x_all.shape[-1]
+        return be.matmul(d_all.reshape(-1, G), x_all.reshape(-1, K), trans_a=True)
+
+
+class _LSTMSequence(_RecurrenceBase):
+    """LSTM recurrence: xproj (with b_ih + b_hh), h0, c0, w_hh, optional w_hr -> (hs, h_T, c_T)."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, c0, w_hh, w_hr, tdim=0, reverse=False):
+        be = backend_of(xproj)
+        xp = be.xp
+        xs = xp.moveaxis(xproj, tdim, 0)
+        T, N, G = xs.shape
+        H = G // 4
+        Hout = w_hh.shape[1]
+        dt = xproj.dtype
+        acts = xp.empty((T, N, G), dtype=dt)  # i, f, g, o after their nonlinearities
+        tcs = xp.empty((T, N, H), dtype=dt)  # tanh(c_t)
+        c_prev = xp.empty((T, N, H), dtype=dt)
+        h_prev = xp.empty((T, N, Hout), dtype=dt)
+        hs = xp.empty((T, N, Hout), dtype=dt)
+        ms = xp.empty((T, N, H), dtype=dt) if w_hr is not None else None
+        h, c = h0, c0
+        for t in _RecurrenceBase._steps(T, reverse):
+            h_prev[t] = h
+            c_prev[t] = c
+            gates = xs[t] + be.matmul(h, w_hh, trans_b=True)
+            a = acts[t]
+            a[:, :2 * H] = _sigmoid(xp, gates[:, :2 * H])
+            a[:, 2 * H:3 * H] = xp.tanh(gates[:, 2 * H:3 * H])
+            a[:, 3 * H:] = _sigmoid(xp, gates[:, 3 * H:])
+            c = a[:, H:2 * H] * c + a[:, :H] * a[:, 2 * H:3 * H]
+            tc = xp.tanh(c)
+            tcs[t] = tc
+            m = a[:, 3 * H:] * tc
+            if w_hr is not None:
+                ms[t] = m
+                h = be.matmul(m, w_hr, trans_b=True)
+            else:
+                h = m
+            hs[t] = h
+        ctx.save_for_backward(acts, tcs, c_prev, h_prev, ms, w_hh, w_hr)
+        ctx.tdim, ctx.reverse = tdim, reverse
+        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
+        return out, xp.array(h, copy=True), xp.array(c, copy=True)
+
+    @staticmethod
+    def backward(ctx, g_hs, g_h, g_c):
+        acts, tcs, c_prev, h_prev, ms, w_hh, w_hr = ctx.saved_tensors
+        be = backend_of(g_hs)
+        xp = be.xp
+        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
+        T, N, G = acts.shape
+        H = G // 4
+        dgates = xp.empty_like(acts)
+        dhs = xp.empty_like(h_prev) if w_hr is not None else None
+        dh, dc = g_h, g_c
+        for t in _RecurrenceBase._steps(T, not ctx.reverse):
+            dh = dh + g_hs[t]
+            if w_hr is not None:
+                dhs[t] = dh
+                dm = be.matmul(dh, w_hr)
+            else:
+                dm = dh
+            a, tc = acts[t], tcs[t]
+            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+            dc = dc + dm * o * (1.0 - tc * tc)
+            d = dgates[t]
+            d[:, :H] = dc * g * i * (1.0 - i)
+            d[:, H:2 * H] = dc * c_prev[t] * f * (1.0 - f)
+            d[:, 2 * H:3 * H] = dc * i * (1.0 - g * g)
+            d[:, 3 * H:] = dm * tc * o * (1.0 - o)
+            dc = dc * f
+            dh = be.matmul(d, w_hh)
+        d_whh = _RecurrenceBase._weight_grad(be, dgates, h_prev)
+        d_whr = _RecurrenceBase._weight_grad(be, dhs, ms) if w_hr is not None else None
+        dx = xp.moveaxis(dgates, 0, ctx.tdim) if ctx.tdim else dgates
+        return dx, dh, dc, d_whh, d_whr
+
+
+class _GRUSequence(_RecurrenceBase):
+    """GRU recurrence: xproj (with b_ih), h0, w_hh, b_hh -> (hs, h_T)."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, w_hh, b_hh, tdim=0, reverse=False):
+        be = backend_of(xproj)
+        xp = be.xp
+        xs = xp.moveaxis(xproj, tdim, 0)
+        T, N, G = xs.shape
+        H = G // 3
+        dt = xproj.dtype
+        rz = xp.empty((T, N, 2 * H), dtype=dt)
+        ns = xp.empty((T, N, H), dtype=dt)
+        hns = xp.empty((T, N, H), dtype=dt)  # W_hn h + b_hn
+        h_prev = xp.empty((T, N, H), dtype=dt)
+        hs = xp.empty((T, N, H), dtype=dt)
+        h = h0
+        for t in _RecurrenceBase._steps(T, reverse):
+            h_prev[t] = h
+            hg = be.matmul(h, w_hh, trans_b=True)
+            if b_hh is not None:
+                hg = hg + b_hh
+            x = xs[t]
+            rz[t] = _sigmoid(xp, x[:, :2 * H] + hg[:, :2 * H])
+            r, z = rz[t, :, :H], rz[t, :, H:]
+            hns[t] = hg[:, 2 * H:]
+            n = xp.tanh(x[:, 2 * H:] + r * hns[t])
+            ns[t] = n
+            h = n + z * (h - n)
+            hs[t] = h
+        ctx.save_for_backward(rz, ns, hns, h_prev, w_hh)
+        ctx.tdim, ctx.reverse, ctx.has_bias = tdim, reverse, b_hh is not None
+        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
+        return out, xp.array(h, copy=True)
+
+    @staticmethod
+    def backward(ctx, g_hs, g_h):
+        rz, ns, hns, h_prev, w_hh = ctx.saved_tensors
+        be = backend_of(g_hs)
+        xp = be.xp
+        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
+        T, N, H = ns.shape
+        dxg = xp.empty((T, N, 3 * H), dtype=ns.dtype)
+        dhg = xp.empty((T, N, 3 * H), dtype=ns.dtype)
+        dh = g_h
+        for t in _RecurrenceBase._steps(T, not ctx.reverse):
+            dh = dh + g_hs[t]
+            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
+            dn = dh * (1.0 - z) * (1.0 - n * n)
+            dz = dh * (h_prev[t] - n) * z * (1.0 - z)
+            dr = dn * hns[t] * r * (1.0 - r)
+            dxg[t, :, :H] = dr
+            dxg[t, :, H:2 * H] = dz
+            dxg[t, :, 2 * H:] = dn
+            dhg[t, :, :2 * H] = dxg[t, :, :2 * H]
+            dhg[t, :, 2 * H:] = dn * r
+            dh = dh * z + be.matmul(dhg[t], w_hh)
+        d_whh = _RecurrenceBase._weight_grad(be, dhg, h_prev)
+        d_bhh = dhg.sum(axis=(0, 1)) if ctx.has_bias else None
+        dx = xp.moveaxis(dxg, 0, ctx.tdim) if ctx.tdim else dxg
+        return dx, dh, d_whh, d_bhh
+
+
+class _RNNSequence(_RecurrenceBase):
+    """Elman recurrence: xproj (with b_ih + b_hh), h0, w_hh -> (hs, h_T); tanh or relu."""
+
+    @staticmethod
+    def forward(ctx, xproj, h0, w_hh, tdim=0, reverse=False, relu=False):
+        be = backend_of(xproj)
+        xp = be.xp
+        xs = xp.moveaxis(xproj, tdim, 0)
+        T, N, H = xs.shape
+        h_prev = xp.empty((T, N, H), dtype=xproj.dtype)
+        hs = xp.empty((T, N, H), dtype=xproj.dtype)
+        h = h0
+        for t in _RecurrenceBase._steps(T, reverse):
+            h_prev[t] = h
+            pre = xs[t] + be.matmul(h, w_hh, trans_b=True)
+            h = xp.maximum(pre, 0) if relu else xp.tanh(pre)
+            hs[t] = h
+        ctx.save_for_backward(hs, h_prev, w_hh)
+        ctx.tdim, ctx.reverse, ctx.relu = tdim, reverse, relu
+        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
+        return out, xp.array(h, copy=True)
+
+    @staticmethod
+    def backward(ctx, g_hs, g_h):
+        hs, h_prev, w_hh = ctx.saved_tensors
+        be = backend_of(g_hs)
+        xp = be.xp
+        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
+        dpre = xp.empty_like(hs)
+        dh = g_h
+        for t in _RecurrenceBase._steps(hs.shape[0], not ctx.reverse):
+            dh = dh + g_hs[t]
+            h = hs[t]
+            dpre[t] = dh * (h > 0) if ctx.relu else dh * (1.0 - h * h)
+            dh = be.matmul(dpre[t], w_hh)
+        d_whh = _RecurrenceBase._weight_grad(be, dpre, h_prev)
+        dx = xp.moveaxis(dpre, 0, ctx.tdim) if ctx.tdim else dpre
+        return dx, dh, d_whh
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _uniform(shape, bound, dtype, device):
+    with autograd.no_grad():
+        t = rand(*shape, dtype=dtype, device=device) * (2.0 * bound) - bound
+    return Parameter(t)
+
+
+def _activation(name):
+    if name in ("tanh", "relu"):
+        fn = getattr(_ops, name, None) or getattr(F, name, None)
+        return fn if fn is not None else (lambda x: getattr(x, name)())
+    raise ValueError(f"unknown nonlinearity {name!r}: expected 'tanh' or 'relu'")
+
+
+def _linear(x, w, b=None):
+    return F.linear(x, w, b)
+
+
+# -- cells ---------------------------------------------------------------------------------
+class RNNCellBase(Module):
+    """Shared constructor of the cells: ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``."""
+
+    def __init__(self, input_size, hidden_size, bias, num_chunks, device=None, dtype=None):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        G = num_chunks * hidden_size
+        stdv = 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 0.0
+        self.weight_ih = _uniform((G, input_size), stdv, dtype, device)
+        self.weight_hh = _uniform((G, hidden_size), stdv, dtype, device)
+        if bias:
+            self.bias_ih = _uniform((G,), stdv, dtype, device)
+            self.bias_hh = _uniform((G,), stdv, dtype, device)
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+
+    def reset_parameters(self):
+        stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0.0
+        with autograd.no_grad():
+            for p in self.parameters():
+                p.uniform_(-stdv, stdv)
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        nl = getattr(self, "nonlinearity", "tanh")
+        if nl != "tanh":
+            s += f", nonlinearity={nl!r}"
+        return s
+
+    def _prepare(self, input, hx):
+        """Check the input, add a batch dim to unbatched input, default the state to zeros."""
+        if input.ndim not in (1, 2):
+            raise ValueError(
+                f"{type(self).__name__}: expected input of shape (N, {self.input_size}) or "
+                f"({self.input_size},), got {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: input has {input.shape[-1]} features, expected "
+                f"{self.input_size} (input shape {tuple(input.shape)})"
+            )
+        batched = input.ndim == 2
+        if not batched:
+            input = input.unsqueeze(0)
+        return input, batched
+
+    def _state(self, hx, input, batched, what="hx"):
+        N = input.shape[0]
+        if hx is None:
+            return zeros(N, self.hidden_size, dtype=input.dtype, device=input.device)
+        expected = (N, self.hidden_size) if batched else (self.hidden_size,)
+        if tuple(hx.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: {what} has shape {tuple(hx.shape)}, expected "
+                f"{expected} for input of shape "
+                f"{tuple(input.shape) if batched else tuple(input.shape[1:])}"
+            )
+        return hx if batched else hx.unsqueeze(0)
+
+
+class RNNCell(RNNCellBase):
+    """An Elman cell: h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh) (or relu).
+
+    ``forward(input, hx=None)``: input (N, H_in) or (H_in,), hx (N, H) or (H,), zeros if
+    omitted. Returns h' with hx's shape.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", device=None,
+                 dtype=None):
+        super().__init__(input_size, hidden_size, bias, 1, device=device, dtype=dtype)
+        _activation(nonlinearity)
+        self.nonlinearity = nonlinearity
+
+    def forward(self, input, hx=None):
+        input, batched = self._prepare(input, hx)
+        h = self._state(hx, input, batched)
+        pre = _linear(input, self.weight_ih, self.bias_ih) + _linear(h, self.weight_hh,
+                                                                      self.bias_hh)
+        out = _activation(self.nonlinearity)(pre)
+        return out if batched else out.squeeze(0)
+
+
+class LSTMCell(RNNCellBase):
+    """A long short-term memory cell (gates i, f, g, o, as PyTorch).
+
+    ``forward(input, hx=None)``: hx is a tuple (h, c), zeros if omitted. Returns (h', c').
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, bias, 4, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None):
+        input, batched = self._prepare(input, hx)
+        if hx is None:
+            h = c = self._state(None, input, batched)
+        else:
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ValueError("LSTMCell: hx must be a tuple (h_0, c_0)")
+            h = self._state(hx[0], input, batched, "h_0")
+            c = self._state(hx[1], input, batched, "c_0")
+        gates = _linear(input, self.weight_ih, self.bias_ih) + _linear(h, self.weight_hh,
+                                                                        self.bias_hh)
+        h, c = _LSTMPointwise.apply(gates, c)
+        if not batched:
+            h, c = h.squeeze(0), c.squeeze(0)
+        return h, c
+
+
+class GRUCell(RNNCellBase):
+    """A gated recurrent unit cell (gates r, z, n, as PyTorch).
+
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
+    """
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None):
+        super().__init__(input_size, hidden_size, bias, 3, device=device, dtype=dtype)
+
+    def forward(self, input, hx=None):
+        input, batched = self._prepare(input, hx)
+        h = self._state(hx, input, batched)
+        xg = _linear(input, self.weight_ih, self.bias_ih)
+        hg = _linear(h, self.weight_hh, self.bias_hh)
+        out = _GRUPointwise.apply(xg, hg, h)
+        return out if batched else out.squeeze(0)
+
+
+# -- multi-layer recurrent layers ----------------------------------------------------------
+class RNNBase(Module):
+    """Shared code of ``RNN``, ``LSTM`` and ``GRU`` (see the module docstring for the design).
+
+    Arguments, as PyTorch: ``input_size``, ``hidden_size``, ``num_layers=1``, ``bias=True``,
+    ``batch_first=False``, ``dropout=0.0`` (on the outputs of every layer but the last, in
+    training mode only), ``bidirectional=False``, ``proj_size=0`` (LSTM only).
+
+    Input (L, N, H_in), or (N, L, H_in) with ``batch_first``, or unbatched (L, H_in).
+    Output (L, N, D * H_out) in the same layout, where D = 2 if bidirectional; h_n has shape
+    (D * num_layers, N, H_out) whatever ``batch_first`` says.
+    """
+
+    _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+                 device=None, dtype=None):
+        super().__init__()
+        if mode not in self._GATES:
+            raise ValueError(f"unknown RNN mode {mode!r}")
+        if not isinstance(hidden_size, int) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive integer, got {hidden_size!r}")
+        if not isinstance(num_layers, int) or num_layers <= 0:
+            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
+        if isinstance(dropout, bool) or not 0.0 <= float(dropout) <= 1.0:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if proj_size < 0:
+            raise ValueError(f"proj_size must be non-negative, got {proj_size}")
+        if proj_size >= hidden_size:
+            raise ValueError(f"proj_size ({proj_size}) must be smaller than hidden_size "
+                             f"({hidden_size})")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size is only supported by LSTM")
+        self.mode = mode
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        num_directions = 2 if bidirectional else 1
+        real_hidden = proj_size if proj_size > 0 else hidden_size
+        G = self._GATES[mode] * hidden_size
+        stdv = 1.0 / math.sqrt(hidden_size)
+        self._flat_weights_names = []
+        for layer in range(num_layers):
+            layer_in = input_size if layer == 0 else real_hidden * num_directions
+            for direction in range(num_directions):
+                sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = [("weight_ih", (G, layer_in)), ("weight_hh", (G, real_hidden))]
+                if bias:
+                    shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+                if proj_size > 0:
+                    shapes += [("weight_hr", (proj_size, hidden_size))]
+                for name, shape in shapes:
+                    setattr(self, name + sfx, _uniform(shape, stdv, dtype, device))
+                    self._flat_weights_names.append(name + sfx)
+
+    def reset_parameters(self):
+        stdv = 1.0 / math.sqrt(self.hidden_size)
+        with autograd.no_grad():
+            for p in self.parameters():
+                p.uniform_(-stdv, stdv)
+
+    @property
+    def all_weights(self):
+        """Parameters per layer and direction: [[w_ih, w_hh, b_ih, b_hh(, w_hr)], ...]."""
+        per = len(self._flat_weights_names) // (self.num_layers * (2 if self.bidirectional else 1))
+        flat = [getattr(self, n) for n in self._flat_weights_names]
+        return [flat[i:i + per] for i in range(0, len(flat), per)]
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            s += f", proj_size={self.proj_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self.mode == "RNN_RELU":
+            s += ", nonlinearity='relu'"
+        return s
+
+    # -- forward -------------------------------------------------------------------------
+    def _params(self, layer, direction):
+        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        get = lambda name: getattr(self, name + sfx, None)
+        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")
+
+    def _check_input(self, input):
+        name = type(self).__name__
+        if not isinstance(input, Tensor):
+            raise TypeError(f"{name}: expected a Tensor input, got {type(input).__name__}")
+        if input.ndim not in (2, 3):
+            raise ValueError(
+                f"{name}: expected input of 3 dims ((L, N, H_in) or (N, L, H_in) with "
+                f"batch_first) or 2 dims (L, H_in, unbatched), got shape {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{name}: input has {input.shape[-1]} features, expected input_size="
+                f"{self.input_size} (input shape {tuple(input.shape)})"
+            )
+        tdim = 1 if (self.batch_first and input.ndim == 3) else 0
+        if input.shape[tdim] == 0:
+            raise ValueError(f"{name}: the input sequence is empty (shape {tuple(input.shape)})")
+
+    def _check_state(self, h, expected, what, batched):
+        if tuple(h.shape) != expected:
+            raise ValueError(
+                f"{type(self).__name__}: {what} has shape {tuple(h.shape)}, expected {expected}"
+                + ("" if batched else " for unbatched input")
+            )
+
+    def forward(self, input, hx=None):
+        self._check_input(input)
+        batched = input.ndim == 3
+        is_lstm = self.mode == "LSTM"
+        D = 2 if self.bidirectional else 1
+        H = self.hidden_size
+        H_out = self.proj_size if self.proj_size > 0 else H
+        if not batched:
+            input = input.unsqueeze(1)  # (L, 1, H_in)
+        tdim = 1 if (self.batch_first and batched) else 0
+        N = input.shape[1 - tdim]
+        n_states = self.num_layers * D
+
+        # initial states: lists of (N, H_out) / (N, H) tensors, or None for zeros
+        h0 = c0 = None
+        if hx is not None:
+            if is_lstm:
+                if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                    raise ValueError("LSTM: hx must be a tuple (h_0, c_0)")
+                h_init, c_init = hx
+            else:
+                if isinstance(hx, (tuple, list)):
+                    raise ValueError(f"{type(self).__name__}: hx must be a tensor, not a tuple")
+                h_init, c_init = hx, None
+            sh = (n_states, N, H_out) if batched else (n_states, H_out)
+            self._check_state(h_init, sh, "h_0", batched)
+            if not batched:
+                h_init = h_init.unsqueeze(1)
+            h0 = _unbind(h_init, 0)
+            if is_lstm:
+                sc = (n_states, N, H) if batched else (n_states, H)
+                self._check_state(c_init, sc, "c_0", batched)
+                if not batched:
+                    c_init = c_init.unsqueeze(1)
+                c0 = _unbind(c_init, 0)
+
+        layer_input = input
+        h_n, c_n = [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(D):
+                k = layer * D + direction
+                w_ih, w_hh, b_ih, b_hh, w_hr = self._params(layer, direction)
+                h = h0[k] if h0 is not None else zeros(N, H_out, dtype=input.dtype,
+                                                       device=input.device)
+                c = None
+                if is_lstm:
+                    c = c0[k] if c0 is not None else zeros(N, H, dtype=input.dtype,
+                                                           device=input.device)
+                hs, h, c = self._run_direction(layer_input, tdim, direction == 1, h, c,
+                                               w_ih, w_hh, b_ih, b_hh, w_hr)
+                outs.append(hs)
+                h_n.append(h)
+                if is_lstm:
+                    c_n.append(c)
+            # directions joined on features
+            layer_output = outs[0] if D == 1 else _ops.cat(outs, dim=-1)
+            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
+                layer_output = F.dropout(layer_output, p=self.dropout, training=True)
+            layer_input = layer_output
+
+        output = layer_input
+        hn = _ops.stack(h_n, dim=0)
+        cn = _ops.stack(c_n, dim=0) if is_lstm else None
+        if not batched:
+            output = output.squeeze(1)
+            hn = hn.squeeze(1)
+            cn = cn.squeeze(1) if is_lstm else None
+        return (output, (hn, cn)) if is_lstm else (output, hn)
+
+    def _run_direction(self, x, tdim, reverse, h, c, w_ih, w_hh, b_ih, b_hh, w_hr):
+        """One layer, one direction. Returns (outputs (time along tdim), h_T, c_T)."""
+        mode = self.mode
+        # input projection for all steps at once: one matmul over (L, N, H_in); for LSTM and
+        # RNN b_hh is folded in here too, so the time loop adds no bias
+        if mode != "GRU" and b_ih is not None:
+            xproj = _linear(x, w_ih, b_ih + b_hh)
+        else:
+            xproj = _linear(x, w_ih, b_ih)
+        if mode == "LSTM":
+            return _LSTMSequence.apply(xproj, h, c, w_hh, w_hr, tdim=tdim, reverse=reverse)
+        if mode == "GRU":
+            hs, h = _GRUSequence.apply(xproj, h, w_hh, b_hh, tdim=tdim, reverse=reverse)
+        else:
+            hs, h = _RNNSequence.apply(xproj, h, w_hh, tdim=tdim, reverse=reverse,
+                                       relu=mode == "RNN_RELU")
+        return hs, h, None
+
+
+class RNN(RNNBase):
+    """A multi-layer Elman RNN: h_t = tanh(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh).
+
+    ``RNN(input_size, hidden_size, num_layers=1, nonlinearity='tanh', bias=True,
+    batch_first=False, dropout=0.0, bidirectional=False)``; ``forward(input, h_0=None)``
+    returns ``(output, h_n)``.
+
+    >>> rnn = pydl.nn.RNN(10, 20, num_layers=2)
+    >>> out, h_n = rnn(pydl.randn(5, 3, 10))   # out (5, 3, 20), h_n (2, 3, 20)
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"unknown nonlinearity {nonlinearity!r}: expected 'tanh' or 'relu'")
+        mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        super().__init__(mode, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device=device, dtype=dtype)
+        self.nonlinearity = nonlinearity
+
+
+class LSTM(RNNBase):
+    """A multi-layer long short-term memory RNN (gates i, f, g, o, as PyTorch).
+
+    ``LSTM(input_size, hidden_size, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+    bidirectional=False, proj_size=0)``; ``forward(input, (h_0, c_0)=None)`` returns
+    ``(output, (h_n, c_n))``. With ``proj_size > 0`` the hidden state is projected by
+    ``weight_hr_l{k}`` to ``proj_size`` features.
+
+    >>> lstm = pydl.nn.LSTM(10, 20, batch_first=True)
+    >>> out, (h, c) = lstm(pydl.randn(3, 5, 10))   # out (3, 5, 20), h and c (1, 3, 20)
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, device=device, dtype=dtype)
+
+
+class GRU(RNNBase):
+    """A multi-layer gated recurrent unit RNN (gates r, z, n, as PyTorch).
+
+    n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn)); h_t = (1 - z_t) n_t + z_t h_{t-1}.
+    ``forward(input, h_0=None)`` returns ``(output, h_n)``.
+    """
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, device=device, dtype=dtype)
