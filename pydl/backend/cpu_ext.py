@@ -1,0 +1,310 @@
+"""The C++ kernels of ``pydl._C`` behind the protocol's signatures (see ``pydl.backend.base``).
+
+Importing this module fails with ImportError when the extension is not built; ``cpu.py`` then
+keeps the NumPy references. Each wrapper makes its inputs C-contiguous, computes the output
+shape, allocates the outputs with NumPy and lets ``_C`` fill them. Cases the C++ code does not
+take (empty arrays, dtypes other than float32/float64, mixed dtypes, optimizer state in an
+odd layout) go to the reference, so every call gives the reference's answer.
+
+Convolution is im2col (C++) + GEMM (NumPy's matmul, i.e. OpenBLAS) + a transpose. The GEMM
+stays with BLAS because a portable hand-written blocked GEMM runs several times slower than
+OpenBLAS on the same cores (see benchmarks/results/cpu_kernels.md); the C++ side builds the
+columns of the whole batch in the (C*kH*kW, N*Ho*Wo) layout, so each group is one large GEMM
+instead of one small GEMM per image, and col2im scatters back without NumPy's slice-adds. The
+batch is processed in chunks that bound the column buffer (``COLS_BUDGET`` elements).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _C  # noqa: F401 - ImportError here means: no extension, use the references
+from . import cpu_reference as reference
+
+#: the largest column buffer (elements) conv2d builds at once; bigger batches are chunked.
+COLS_BUDGET = 1 << 22
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _native(*arrays) -> bool:
+    """True when every array is float32, or every array float64: the dtypes _C computes in."""
+    dtype = arrays[0].dtype
+    return dtype in _FLOATS and all(a.dtype == dtype for a in arrays[1:])
+
+
+def _pair(v):
+    return (int(v[0]), int(v[1]))
+
+
+def num_threads() -> int:
+    """The number of OpenMP threads the C++ kernels use."""
+    return _C.num_threads()
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def _conv_plan(x_shape, w_shape, stride, padding, dilation, groups, name):
+    """(Ho, Wo, K per group, batch chunk) of a convolution, after checking the shapes."""
+    reference.check_conv_shapes(name, x_shape, w_shape, groups)
+    n, c, h, w = x_shape
+    kh, kw = w_shape[2:]
+    ho, wo = reference.window_output_hw(name, (h, w), (kh, kw), stride, padding, dilation)
+    chunk = max(1, min(n, COLS_BUDGET // max(1, c * kh * kw * ho * wo)))
+    return ho, wo, (c // groups) * kh * kw, chunk
+
+
+def _grouped_gy(gy, n0, b, groups, og, p):
+    """gy[n0:n0+b] (b, G*Og, P) rearranged to (G, Og, b*P), the GEMM layout of the columns."""
+    part = gy[n0 : n0 + b].reshape(b, groups, og, p).transpose(1, 2, 0, 3)
+    return np.ascontiguousarray(part).reshape(groups, og, b * p)
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups):
+    """y (N, O, Ho, Wo) = cross-correlation of x with w (im2col + one GEMM per group)."""
+    if not _native(x, w) or x.size == 0 or w.size == 0:
+        return reference.conv2d_forward(x, w, stride, padding, dilation, groups)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    ho, wo, k, chunk = _conv_plan(x.shape, w.shape, stride, padding, dilation, groups, "conv2d")
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    o, p = w.shape[0], ho * wo
+    wg = np.ascontiguousarray(w).reshape(groups, o // groups, k)
+    y = np.empty((n, o, ho, wo), x.dtype)
+    buf = np.empty(c * w.shape[2] * w.shape[3] * chunk * p, x.dtype)
+    for n0 in range(0, n, chunk):
+        b = min(chunk, n - n0)
+        cols = buf[: groups * k * b * p].reshape(groups * k, b * p)
+        _C.im2col(x[n0 : n0 + b], cols, w.shape[2:], stride, padding, dilation)
+        yt = np.matmul(wg, cols.reshape(groups, k, b * p))  # (G, Og, b*P)
+        y[n0 : n0 + b] = yt.reshape(o, b, ho, wo).transpose(1, 0, 2, 3)
+    return y
+
+
+def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
+    """gx (x_shape): one GEMM per group into columns, then col2im."""
+    if not _native(gy, w) or gy.size == 0 or w.size == 0:
+        return reference.conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    x_shape = tuple(int(s) for s in x_shape)
+    ho, wo, k, chunk = _conv_plan(x_shape, w.shape, stride, padding, dilation, groups,
+                                  "conv2d_backward_data")
+    gy = np.ascontiguousarray(gy)
+    n, o, p = x_shape[0], w.shape[0], ho * wo
+    wt = np.ascontiguousarray(w).reshape(groups, o // groups, k).transpose(0, 2, 1)
+    gx = np.empty(x_shape, gy.dtype)
+    for n0 in range(0, n, chunk):
+        b = min(chunk, n - n0)
+        cols = np.matmul(wt, _grouped_gy(gy, n0, b, groups, o // groups, p))  # (G, K, b*P)
+        _C.col2im(cols.reshape(groups * k, b * p), gx[n0 : n0 + b], w.shape[2:], stride,
+                  padding, dilation)
+    return gx
+
+
+def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
+    """gw (w_shape): im2col, then one GEMM per group against the rearranged gy."""
+    if not _native(gy, x) or gy.size == 0 or x.size == 0 or not all(w_shape):
+        return reference.conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+    stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
+    w_shape = tuple(int(s) for s in w_shape)
+    ho, wo, k, chunk = _conv_plan(x.shape, w_shape, stride, padding, dilation, groups,
+                                  "conv2d_backward_weight")
+    x, gy = np.ascontiguousarray(x), np.ascontiguousarray(gy)
+    n, c = x.shape[:2]
+    o, p = w_shape[0], ho * wo
+    gw = None
+    buf = np.empty(c * w_shape[2] * w_shape[3] * chunk * p, x.dtype)
+    for n0 in range(0, n, chunk):
+        b = min(chunk, n - n0)
+        cols = buf[: groups * k * b * p].reshape(groups * k, b * p)
+        _C.im2col(x[n0 : n0 + b], cols, w_shape[2:], stride, padding, dilation)
+        gyt = _grouped_gy(gy, n0, b, groups, o // groups, p)
+        part = np.matmul(gyt, cols.reshape(groups, k, b * p).transpose(0, 2, 1))  # (G, Og, K)
+        gw = part if gw is None else np.add(gw, part, out=gw)
+    return gw.reshape(w_shape)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+def _pool_out(name, x_shape, kernel_size, stride, padding):
+    n, c, h, w = x_shape
+    return (n, c) + reference.window_output_hw(name, (h, w), kernel_size, stride, padding)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding):
+    """(y, argmax): window maxima and the flat h * W + w index of each (-1: padding only)."""
+    if not _native(x) or x.size == 0:
+        return reference.max_pool2d_forward(x, kernel_size, stride, padding)
+    kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
+    shape = _pool_out("max_pool2d", x.shape, kernel_size, stride, padding)
+    y, argmax = np.empty(shape, x.dtype), np.empty(shape, np.int64)
+    _C.max_pool2d_forward(np.ascontiguousarray(x), y, argmax, kernel_size, stride, padding)
+    return y, argmax
+
+
+def max_pool2d_backward(gy, argmax, x_shape):
+    """gx (x_shape): gy scatter-added at argmax."""
+    if not _native(gy) or gy.size == 0:
+        return reference.max_pool2d_backward(gy, argmax, x_shape)
+    gx = np.empty(tuple(int(s) for s in x_shape), gy.dtype)
+    _C.max_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(argmax, np.int64), gx)
+    return gx
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad=True):
+    """Window means with zero padding (divisor kH*kW, or the real elements only)."""
+    if not _native(x) or x.size == 0:
+        return reference.avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad)
+    kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
+    y = np.empty(_pool_out("avg_pool2d", x.shape, kernel_size, stride, padding), x.dtype)
+    _C.avg_pool2d_forward(np.ascontiguousarray(x), y, kernel_size, stride, padding,
+                          bool(count_include_pad))
+    return y
+
+
+def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad=True):
+    """gx (x_shape): each window spreads gy / divisor over its inputs."""
+    if not _native(gy) or gy.size == 0:
+        return reference.avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding,
+                                             count_include_pad)
+    kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
+    gx = np.empty(tuple(int(s) for s in x_shape), gy.dtype)
+    _C.avg_pool2d_backward(np.ascontiguousarray(gy), gx, kernel_size, stride, padding,
+                           bool(count_include_pad))
+    return gx
+
+
+# ----------------------------------------------------------------------------- softmax
+
+
+def _rowwise(kernel, fallback, x):
+    if not _native(x) or x.size == 0:
+        return fallback(x)
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    kernel(x, y)
+    return y
+
+
+def _rowwise_backward(kernel, fallback, gy, y):
+    if not _native(gy, y) or y.size == 0 or gy.shape != y.shape:
+        return fallback(gy, y)
+    y = np.ascontiguousarray(y)
+    gx = np.empty_like(y)
+    kernel(np.ascontiguousarray(gy), y, gx)
+    return gx
+
+
+def softmax_forward(x):
+    """Softmax along the last axis."""
+    return _rowwise(_C.softmax_forward, reference.softmax_forward, x)
+
+
+def log_softmax_forward(x):
+    """Log-softmax along the last axis."""
+    return _rowwise(_C.log_softmax_forward, reference.log_softmax_forward, x)
+
+
+def softmax_backward(gy, y):
+    """gx = y * (gy - sum(gy * y, -1))."""
+    return _rowwise_backward(_C.softmax_backward, reference.softmax_backward, gy, y)
+
+
+def log_softmax_backward(gy, y):
+    """gx = gy - exp(y) * sum(gy, -1)."""
+    return _rowwise_backward(_C.log_softmax_backward, reference.log_softmax_backward, gy, y)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+
+def _xent_args(logits, target, weight):
+    """Contiguous logits, int64 targets and weights in the logits' dtype (or None)."""
+    logits = np.ascontiguousarray(logits)
+    target = np.ascontiguousarray(target, np.int64)
+    if weight is not None:
+        weight = np.ascontiguousarray(weight, logits.dtype)
+    return logits, target, weight
+
+
+def _xent_native(logits, target):
+    return (_native(logits) and logits.ndim == 2 and logits.size != 0
+            and np.shape(target) == logits.shape[:1])
+
+
+def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing):
+    """(loss (N,), lse (N,)): per-sample cross-entropy fused with log-softmax."""
+    if not _xent_native(logits, target):
+        return reference.cross_entropy_forward(logits, target, weight, ignore_index,
+                                               label_smoothing)
+    logits, target, weight = _xent_args(logits, target, weight)
+    n = logits.shape[0]
+    loss, lse = np.empty(n, logits.dtype), np.empty(n, logits.dtype)
+    bad = _C.cross_entropy_forward(logits, target, weight, int(ignore_index),
+                                   float(label_smoothing), loss, lse)
+    if bad >= 0:
+        reference.check_targets(target, logits.shape[1], ignore_index)
+    return loss, lse
+
+
+def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
+                           label_smoothing):
+    """glogits (N, C) = d(sum_i grad_loss_i * loss_i) / d logits."""
+    if not _xent_native(logits, target) or not _native(logits, grad_loss, lse):
+        return reference.cross_entropy_backward(grad_loss, logits, lse, target, weight,
+                                                ignore_index, label_smoothing)
+    logits, target, weight = _xent_args(logits, target, weight)
+    glogits = np.empty_like(logits)
+    bad = _C.cross_entropy_backward(np.ascontiguousarray(grad_loss), logits,
+                                    np.ascontiguousarray(lse), target, weight, int(ignore_index),
+                                    float(label_smoothing), glogits)
+    if bad >= 0:
+        reference.check_targets(target, logits.shape[1], ignore_index)
+    return glogits
+
+
+# ----------------------------------------------------------------------------- optimizers
+# _C updates everything in place and returns True, or returns False having changed nothing
+# when some array is not C-contiguous float32/float64 of its parameter's size and dtype.
+
+
+def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_decay, nesterov,
+             maximize, first_step):
+    """Fused SGD step (momentum, dampening, Nesterov, weight decay, maximize), in place."""
+    if not _C.sgd_step(params, grads, momentum_bufs, lr, momentum, dampening, weight_decay,
+                       bool(nesterov), bool(maximize), bool(first_step)):
+        reference.sgd_step(params, grads, momentum_bufs, lr=lr, momentum=momentum,
+                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                           maximize=maximize, first_step=first_step)
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta1, beta2, eps,
+              weight_decay, step, amsgrad, decoupled_weight_decay, maximize):
+    """Fused Adam / AdamW (optionally AMSGrad) step, in place."""
+    if not _C.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
+                        eps, weight_decay, int(step), bool(amsgrad), bool(decoupled_weight_decay),
+                        bool(maximize)):
+        reference.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr=lr,
+                            beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                            step=step, amsgrad=amsgrad,
+                            decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+
+
+def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, alpha, eps,
+                 weight_decay, momentum, centered, maximize):
+    """Fused RMSprop (centered, momentum) step, in place."""
+    if not _C.rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
+                           weight_decay, momentum, bool(centered), bool(maximize)):
+        reference.rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, lr=lr,
+                               alpha=alpha, eps=eps, weight_decay=weight_decay,
+                               momentum=momentum, centered=centered, maximize=maximize)
+
+
+def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
+    """Fused Adagrad step (lr decay, weight decay, maximize), in place."""
+    if not _C.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, int(step),
+                           bool(maximize)):
+        reference.adagrad_step(params, grads, state_sums, lr=lr, lr_decay=lr_decay,
+                               weight_decay=weight_decay, eps=eps, step=step, maximize=maximize)
