@@ -1,0 +1,198 @@
+// common.cuh - helpers shared by every pydl CUDA kernel file.
+//
+// The loader (pydl/backend/cuda.py) pastes this file in place of `#include "common.cuh"`
+// before handing the source to NVRTC, so the source text (and with it CuPy's on-disk cache
+// key) changes whenever a helper changes. No system headers: NVRTC needs none of them here.
+//
+// Contents: 64-bit index type, dtype-overloaded math (float / double), -inf, NaN test,
+// warp and block reductions (sum, max, and the (max, sum-of-exp) pair used by online
+// softmax), and the TF32 conversion / mma.sync wrappers (inline PTX, sm_80+).
+//
+// Host emulation: when PYDL_HOST_EMULATION is defined (tests/cuda_emu compiles the kernels
+// as C++ on the CPU), the PTX wrappers call C++ models of the same instructions instead.
+#pragma once
+
+typedef long long i64;
+typedef unsigned int u32;
+
+namespace pydl {
+
+// --------------------------------------------------------------------------- math by dtype
+__device__ __forceinline__ float d_exp(float x) { return expf(x); }
+__device__ __forceinline__ double d_exp(double x) { return exp(x); }
+__device__ __forceinline__ float d_log(float x) { return logf(x); }
+__device__ __forceinline__ double d_log(double x) { return log(x); }
+__device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float d_fma(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double d_fma(double a, double b, double c) { return fma(a, b, c); }
+
+template <typename T> __device__ __forceinline__ bool d_isnan(T x) { return x != x; }
+
+// max that ignores a NaN argument (NaN only when both are); sums catch NaN rows anyway.
+template <typename T> __device__ __forceinline__ T d_max(T a, T b) { return a > b ? a : (b == b ? b : a); }
+
+template <typename T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return -__int_as_float(0x7f800000); }
+template <> __device__ __forceinline__ double neg_inf<double>() {
+    return -__longlong_as_double(0x7ff0000000000000LL);
+}
+
+__device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
+__device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
+__device__ __forceinline__ i64 lmin(i64 a, i64 b) { return a < b ? a : b; }
+
+// --------------------------------------------------------------------------- reductions
+struct SumOp {
+    template <typename T> __device__ __forceinline__ static T apply(T a, T b) { return a + b; }
+    template <typename T> __device__ __forceinline__ static T identity() { return T(0); }
+};
+struct MaxOp {
+    template <typename T> __device__ __forceinline__ static T apply(T a, T b) { return d_max(a, b); }
+    template <typename T> __device__ __forceinline__ static T identity() { return neg_inf<T>(); }
+};
+
+// Reduce across the 32 lanes of a warp; every lane gets the result. Whole warps only.
+template <class Op, typename T> __device__ __forceinline__ T warp_reduce(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = Op::apply(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Reduce across a group of THREADS consecutive threads (THREADS == 32: one warp; otherwise
+// THREADS == blockDim.x, a multiple of 32 up to 1024). Every thread gets the result.
+// `smem` holds 32 values; the leading barrier lets callers reuse it back to back.
+template <class Op, int THREADS, typename T> __device__ __forceinline__ T group_reduce(T v, T* smem) {
+    v = warp_reduce<Op>(v);
+    if (THREADS > 32) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        __syncthreads();
+        if (lane == 0) smem[warp] = v;
+        __syncthreads();
+        v = lane < THREADS / 32 ? smem[lane] : Op::template identity<T>();
+        v = warp_reduce<Op>(v);
+    }
+    return v;
+}
+
+// Online softmax state: running max m and sum s of exp(x - m).
+template <typename T> __device__ __forceinline__ void ms_add(T& m, T& s, T x) {
+    if (x > m) {
+        s = s * d_exp(m - x) + T(1);  // exp(-inf) = 0 covers the first element
+        m = x;
+    } else {
+        s += d_exp(x - m);  // x NaN -> s NaN, which is what the reference gives
+    }
+}
+template <typename T> __device__ __forceinline__ void ms_merge(T& m, T& s, T m2, T s2) {
+    const T mm = m > m2 ? m : m2;
+    const T a = (m == mm) ? s : s * d_exp(m - mm);  // the == tests keep -inf - -inf out
+    const T b = (m2 == mm) ? s2 : s2 * d_exp(m2 - mm);
+    m = (m == m && m2 == m2) ? mm : m + m2;  // a NaN max stays NaN
+    s = a + b;
+}
+template <int THREADS, typename T>
+__device__ __forceinline__ void group_reduce_ms(T& m, T& s, T* smem_m, T* smem_s) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const T m2 = __shfl_xor_sync(0xffffffffu, m, o);
+        const T s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        ms_merge(m, s, m2, s2);
+    }
+    if (THREADS > 32) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        __syncthreads();
+        if (lane == 0) {
+            smem_m[warp] = m;
+            smem_s[warp] = s;
+        }
+        __syncthreads();
+        m = lane < THREADS / 32 ? smem_m[lane] : neg_inf<T>();
+        s = lane < THREADS / 32 ? smem_s[lane] : T(0);
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const T m2 = __shfl_xor_sync(0xffffffffu, m, o);
+            const T s2 = __shfl_xor_sync(0xffffffffu, s, o);
+            ms_merge(m, s, m2, s2);
+        }
+    }
+}
+
+// --------------------------------------------------------------------------- 16-byte vectors
+template <typename T> struct Vec16;
+template <> struct Vec16<float> {
+    typedef float4 type;
+    static constexpr int N = 4;
+};
+template <> struct Vec16<double> {
+    typedef double2 type;
+    static constexpr int N = 2;
+};
+
+// Copy N consecutive elements between memory and a register array. N is 1 or the 16-byte
+// vector width of T; `p` must be 16-byte aligned when N > 1.
+template <typename T, int N> struct VecIO {
+    __device__ __forceinline__ static void load(const T* p, T* r) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) r[i] = p[i];
+    }
+    __device__ __forceinline__ static void store(T* p, const T* r) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) p[i] = r[i];
+    }
+};
+template <> struct VecIO<float, 4> {
+    __device__ __forceinline__ static void load(const float* p, float* r) {
+        const float4 v = *reinterpret_cast<const float4*>(p);
+        r[0] = v.x; r[1] = v.y; r[2] = v.z; r[3] = v.w;
+    }
+    __device__ __forceinline__ static void store(float* p, const float* r) {
+        *reinterpret_cast<float4*>(p) = make_float4(r[0], r[1], r[2], r[3]);
+    }
+};
+template <> struct VecIO<double, 2> {
+    __device__ __forceinline__ static void load(const double* p, double* r) {
+        const double2 v = *reinterpret_cast<const double2*>(p);
+        r[0] = v.x; r[1] = v.y;
+    }
+    __device__ __forceinline__ static void store(double* p, const double* r) {
+        *reinterpret_cast<double2*>(p) = make_double2(r[0], r[1]);
+    }
+};
+
+// Four consecutive elements from 16-byte-aligned shared memory (one or two vector loads).
+template <typename T> __device__ __forceinline__ void load4(const T* p, T* r) {
+    constexpr int V = Vec16<T>::N;
+#pragma unroll
+    for (int i = 0; i < 4; i += V) VecIO<T, V>::load(p + i, r + i);
+}
+
+// --------------------------------------------------------------------------- TF32 tensor cores
+// Round a float to TF32 (10-bit mantissa, round to nearest, ties away), as cuBLAS does.
+__device__ __forceinline__ float to_tf32(float x) {
+#ifdef PYDL_HOST_EMULATION
+    return pydl_emu_to_tf32(x);
+#else
+    u32 r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return __uint_as_float(r);
+#endif
+}
+
+// d += a (16x8, row) * b (8x8, col) for one warp. Fragment ownership (g = lane / 4,
+// t = lane % 4): a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]}, b = {B[t][g], B[t+4][g]},
+// d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+__device__ __forceinline__ void mma_tf32_16x8x8(float* d, const float* a, const float* b) {
+#ifdef PYDL_HOST_EMULATION
+    pydl_emu_mma_tf32_16x8x8(d, a, b);
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
+          "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#endif
+}
+
+}  // namespace pydl

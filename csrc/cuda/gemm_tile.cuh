@@ -1,0 +1,119 @@
+// gemm_tile.cuh - the block-tile machinery shared by matmul.cu and conv2d.cu.
+//
+// A block computes a BM x BN tile of C = A (M x K) * B (K x N), walking K in steps of BK.
+// Shared memory holds each step's tiles k-major: As[k][m] and Bs[k][n], rows padded by one
+// 16-byte vector so that the transposing stores below do not all land in one bank and the
+// fragment reads stay 16-byte aligned. Two buffers of each: while the block multiplies
+// buffer t & 1, every thread already holds the next step's elements in registers and stores
+// them into the other buffer afterwards (one __syncthreads per step).
+//
+// Thread layout of the FMA core: NT = (BM / TM) * (BN / TN) threads, tx = tid % (BN / TN),
+// ty = tid / (BN / TN). A thread owns TM x TN outputs made of (TM / 4) x (TN / 4) groups of
+// 4 x 4: rows g * (4 * BM / TM) + ty * 4 + [0, 4), columns h * (4 * BN / TN) + tx * 4 + [0, 4).
+// Each k reads its rows and columns as 16-byte vectors from shared memory (broadcast across
+// the lanes that share them) and does TM * TN FMAs into registers.
+#pragma once
+#include "common.cuh"
+
+// Blocks per SM to plan registers for: 8x8 micro-tiles fit two 256-thread blocks in 128
+// registers per thread (no spills at sm_80 / sm_90); smaller tiles need no hint.
+#define PYDL_GEMM_MIN_BLOCKS(TM, TN) ((TM) * (TN) >= 64 ? 2 : 1)
+
+namespace pydl {
+
+// Column (or row) inside the tile of the thread's i-th output (i < TM or TN).
+template <int BM, int TM> __device__ __forceinline__ int micro_index(int i, int t) {
+    return (i / 4) * (4 * BM / TM) + t * 4 + (i % 4);
+}
+
+// Loads a ROWS x COLS tile whose COLS axis is contiguous in global memory (leading dimension
+// ld) into registers, then stores it into shared memory as [row][col] (TRANSPOSE false) or
+// [col][row] (TRANSPOSE true). Thread t handles the V-wide vectors t, t + NT, t + 2 NT, ...
+// of the tile in row-major order, so consecutive threads read consecutive addresses.
+// With VEC each vector is one 16-byte load; the caller guarantees that ld, the column limit
+// and the base pointer are multiples of the vector width, so a vector is wholly inside or
+// wholly outside the matrix. Out-of-range elements read as zero.
+template <typename T, int ROWS, int COLS, int NT, bool VEC> struct TileLoader {
+    static constexpr int V = VEC ? Vec16<T>::N : 1;
+    static constexpr int VPR = COLS / V;                 // vectors per tile row
+    static constexpr int TOTAL = ROWS * VPR;             // vectors per tile
+    static constexpr int PER = (TOTAL + NT - 1) / NT;    // vectors per thread (at most)
+    static constexpr bool EXACT = TOTAL % NT == 0;       // else the last round is partial
+    static_assert(COLS % V == 0, "tile width must be a multiple of the vector width");
+    T reg[PER][V];
+
+    __device__ __forceinline__ void load(const T* __restrict__ g, i64 ld, int row0, int col0,
+                                         int row_end, int col_end) {
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+            const int v = threadIdx.x + j * NT;
+            if (!EXACT && v >= TOTAL) break;
+            const int r = row0 + v / VPR, c = col0 + (v % VPR) * V;
+            if (VEC) {
+                if (r < row_end && c < col_end) {
+                    VecIO<T, V>::load(g + r * ld + c, reg[j]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < V; ++i) reg[j][i] = T(0);
+                }
+            } else {
+                reg[j][0] = (r < row_end && c < col_end) ? g[r * ld + c] : T(0);
+            }
+        }
+    }
+
+    // CVT is applied to each element on its way into shared memory (TF32 rounding, or none).
+    template <bool TRANSPOSE, class CVT> __device__ __forceinline__ void store(T* s, int lds) const {
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+            const int v = threadIdx.x + j * NT;
+            if (!EXACT && v >= TOTAL) break;
+            const int r = v / VPR, c = (v % VPR) * V;
+#pragma unroll
+            for (int i = 0; i < V; ++i) {
+                if (TRANSPOSE) s[(c + i) * lds + r] = CVT::apply(reg[j][i]);
+                else s[r * lds + c + i] = CVT::apply(reg[j][i]);
+            }
+        }
+    }
+};
+
+struct NoCvt {
+    template <typename T> __device__ __forceinline__ static T apply(T x) { return x; }
+};
+struct Tf32Cvt {
+    __device__ __forceinline__ static float apply(float x) { return to_tf32(x); }
+};
+
+// acc[i][j] += sum_k As[k][row(i)] * Bs[k][col(j)] over one BK step.
+template <typename T, int BM, int BN, int BK, int TM, int TN, int LDA, int LDB>
+__device__ __forceinline__ void fma_tile(const T* __restrict__ As, const T* __restrict__ Bs,
+                                         T (&acc)[TM][TN], int tx, int ty) {
+    static_assert(TM % 4 == 0 && TN % 4 == 0, "micro-tiles are made of 4x4 groups");
+#pragma unroll
+    for (int k = 0; k < BK; ++k) {
+        T a[TM], b[TN];
+#pragma unroll
+        for (int g = 0; g < TM / 4; ++g) load4(As + k * LDA + g * (4 * BM / TM) + ty * 4, a + 4 * g);
+#pragma unroll
+        for (int g = 0; g < TN / 4; ++g) load4(Bs + k * LDB + g * (4 * BN / TN) + tx * 4, b + 4 * g);
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = d_fma(a[i], b[j], acc[i][j]);
+    }
+}
+
+// Map a linear block index to a (tile row, tile column) pair, walking GROUP tile rows
+// column by column so that blocks running together share A and B tiles in L2.
+__device__ __forceinline__ void swizzle_tile(int pid, int tiles_m, int tiles_n, int& pm, int& pn) {
+    constexpr int GROUP = 8;
+    const int per_group = GROUP * tiles_n;
+    const int first_m = (pid / per_group) * GROUP;
+    const int size_m = imin(tiles_m - first_m, GROUP);
+    const int r = pid % per_group;
+    pm = first_m + r % size_m;
+    pn = r / size_m;
+}
+
+}  // namespace pydl

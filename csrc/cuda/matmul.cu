@@ -1,0 +1,216 @@
+// matmul.cu - C = op(A) @ op(B), batched, for the protocol entry `matmul`.
+//
+// What: op(A) is M x K, op(B) is K x N, C is M x N, all row-major. TA means A is stored
+// K x M (op(A) = A^T), TB means B is stored N x K. Element (r, c) of a stored operand is
+// at base + r * ld + c (ld >= its row length), so row-major views need no copy.
+//
+// Launch (both kernels): grid.x = ceil(M / BM) * ceil(N / BN) tiles (swizzled, see
+// gemm_tile.cuh), grid.z = batch * splits, block = NT threads, static shared memory only.
+// blockIdx.z = b * splits + s: batch b reads A + b * sA and B + b * sB; split s covers
+// k in [s * k_chunk, min(K, (s + 1) * k_chunk)) and writes C + blockIdx.z * sC. With
+// splits > 1, C is a (batch, splits, M, N) workspace that the caller sums over splits
+// (split-K, for problems with too few output tiles to fill the GPU). k_chunk is a multiple
+// of BK. Every element of the block's C tile that lies inside M x N is written (zeros when
+// the k range is empty), so C needs no initialisation.
+//
+// matmul_kernel<T, BM, BN, BK, TM, TN, TA, TB, VEC>: CUDA-core FMA, T = float or double.
+//   float: 128x128x8 with 8x8 outputs per thread (256 threads) for large problems,
+//   64x64x8 with 4x4 per thread (256 threads) for small ones; double: 64x64x8, 4x4.
+//   VEC: 16-byte global loads and stores (float4 / double2); requires lda, ldb, sA, sB,
+//   the contiguous extent of each operand and N to be multiples of the vector width and
+//   the A, B pointers to be 16-byte aligned (checked by the caller), else VEC = false.
+// matmul_tf32_kernel<TA, TB, VEC>: opt-in TF32 tensor cores (mma.sync.m16n8k8, sm_80+).
+//   Block 128x128x16, 8 warps in a 2 (M) x 4 (N) grid, each warp a 64x32 tile made of
+//   4 x 4 m16n8 fragments; inputs are rounded to TF32 on their way into shared memory,
+//   accumulation is float32.
+#include "gemm_tile.cuh"
+
+namespace pydl {
+
+template <typename T, int BM, int BN, int BK, int TM, int TN, bool TA, bool TB, bool VEC>
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N,
+              int K, i64 lda, i64 ldb, i64 sA, i64 sB, i64 sC, int splits, int k_chunk) {
+    constexpr int NT = (BM / TM) * (BN / TN);
+    constexpr int PAD = Vec16<T>::N;
+    constexpr int LDA = BM + PAD, LDB = BN + PAD;
+    __shared__ __align__(16) T As[2][BK * LDA];
+    __shared__ __align__(16) T Bs[2][BK * LDB];
+
+    const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+    int pm, pn;
+    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
+    const int m0 = pm * BM, n0 = pn * BN;
+    const int batch = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int k_begin = split * k_chunk;
+    const int k_end = imin(K, k_begin + k_chunk);
+    A += batch * sA;
+    B += batch * sB;
+    C += blockIdx.z * sC;
+
+    // A tile = op(A)[m0 : m0 + BM, k : k + BK]; stored as rows of k (TA) or rows of m.
+    TileLoader<T, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
+    TileLoader<T, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
+    auto load = [&](int k0) {
+        if (TA) la.load(A, lda, k0, m0, k_end, M);
+        else la.load(A, lda, m0, k0, M, k_end);
+        if (TB) lb.load(B, ldb, n0, k0, N, k_end);
+        else lb.load(B, ldb, k0, n0, k_end, N);
+    };
+    auto store = [&](int buf) {
+        la.template store<!TA, NoCvt>(As[buf], LDA);
+        lb.template store<TB, NoCvt>(Bs[buf], LDB);
+    };
+
+    const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
+    T acc[TM][TN];
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+
+    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+    if (ntiles > 0) {
+        load(k_begin);
+        store(0);
+        __syncthreads();
+        for (int t = 0; t < ntiles; ++t) {
+            const int cur = t & 1;
+            const bool more = t + 1 < ntiles;
+            if (more) load(k_begin + (t + 1) * BK);
+            fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
+            if (more) store(cur ^ 1);
+            __syncthreads();
+        }
+    }
+
+    // Epilogue: 4 consecutive columns per group; with VEC, N is a multiple of the vector
+    // width, so each vector is wholly inside or outside the matrix.
+    constexpr int V = VEC ? Vec16<T>::N : 1;
+#pragma unroll
+    for (int i = 0; i < TM; ++i) {
+        const int r = m0 + micro_index<BM, TM>(i, ty);
+        if (r >= M) continue;
+        T* crow = C + (i64)r * N;
+#pragma unroll
+        for (int j = 0; j < TN; j += V) {
+            const int c = n0 + micro_index<BN, TN>(j, tx);
+            if (VEC) {
+                if (c < N) VecIO<T, V>::store(crow + c, &acc[i][j]);
+            } else {
+                if (c < N) crow[c] = acc[i][j];
+            }
+        }
+    }
+}
+
+template <bool TA, bool TB, bool VEC>
+__global__ void __launch_bounds__(256, 2)
+matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+                   int M, int N, int K, i64 lda, i64 ldb, i64 sA, i64 sB, i64 sC, int splits,
+                   int k_chunk) {
+    constexpr int BM = 128, BN = 128, BK = 16, WM = 64, WN = 32, NT = 256;
+    constexpr int MI = WM / 16, NI = WN / 8;
+    // Row pitch BM + 8: the fragment reads (k = t, t + 4; m = g, g + 8) of one warp then hit
+    // 32 different banks.
+    constexpr int LDA = BM + 8, LDB = BN + 8;
+    __shared__ __align__(16) float As[2][BK * LDA];
+    __shared__ __align__(16) float Bs[2][BK * LDB];
+
+    const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
+    int pm, pn;
+    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
+    const int m0 = pm * BM, n0 = pn * BN;
+    const int batch = blockIdx.z / splits, split = blockIdx.z % splits;
+    const int k_begin = split * k_chunk;
+    const int k_end = imin(K, k_begin + k_chunk);
+    A += batch * sA;
+    B += batch * sB;
+    C += blockIdx.z * sC;
+
+    TileLoader<float, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
+    TileLoader<float, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
+    auto load = [&](int k0) {
+        if (TA) la.load(A, lda, k0, m0, k_end, M);
+        else la.load(A, lda, m0, k0, M, k_end);
+        if (TB) lb.load(B, ldb, n0, k0, N, k_end);
+        else lb.load(B, ldb, k0, n0, k_end, N);
+    };
+    auto store = [&](int buf) {
+        la.template store<!TA, Tf32Cvt>(As[buf], LDA);
+        lb.template store<TB, Tf32Cvt>(Bs[buf], LDB);
+    };
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int wm = (warp / (BN / WN)) * WM, wn = (warp % (BN / WN)) * WN;
+    const int g = lane >> 2, t4 = lane & 3;
+    float acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+
+    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+    if (ntiles > 0) {
+        load(k_begin);
+        store(0);
+        __syncthreads();
+        for (int t = 0; t < ntiles; ++t) {
+            const int cur = t & 1;
+            const bool more = t + 1 < ntiles;
+            if (more) load(k_begin + (t + 1) * BK);
+            const float* as = As[cur];
+            const float* bs = Bs[cur];
+#pragma unroll
+            for (int ks = 0; ks < BK; ks += 8) {
+                float a[MI][4], b[NI][2];
+#pragma unroll
+                for (int i = 0; i < MI; ++i) {
+                    const int m = wm + i * 16 + g;
+                    a[i][0] = as[(ks + t4) * LDA + m];
+                    a[i][1] = as[(ks + t4) * LDA + m + 8];
+                    a[i][2] = as[(ks + t4 + 4) * LDA + m];
+                    a[i][3] = as[(ks + t4 + 4) * LDA + m + 8];
+                }
+#pragma unroll
+                for (int j = 0; j < NI; ++j) {
+                    const int n = wn + j * 8 + g;
+                    b[j][0] = bs[(ks + t4) * LDB + n];
+                    b[j][1] = bs[(ks + t4 + 4) * LDB + n];
+                }
+#pragma unroll
+                for (int i = 0; i < MI; ++i)
+#pragma unroll
+                    for (int j = 0; j < NI; ++j) mma_tf32_16x8x8(acc[i][j], a[i], b[j]);
+            }
+            if (more) store(cur ^ 1);
+            __syncthreads();
+        }
+    }
+
+    // d[r] sits at row g + 8 * (r / 2), column 2 * t4 + r % 2 of each 16x8 fragment.
+#pragma unroll
+    for (int i = 0; i < MI; ++i) {
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int r = m0 + wm + i * 16 + g + 8 * half;
+            if (r >= M) continue;
+            float* crow = C + (i64)r * N;
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                const int c = n0 + wn + j * 8 + 2 * t4;
+                const float v0 = acc[i][j][2 * half], v1 = acc[i][j][2 * half + 1];
+                if (VEC) {  // N even: c and c + 1 are both inside or both outside
+                    if (c < N) *reinterpret_cast<float2*>(crow + c) = make_float2(v0, v1);
+                } else {
+                    if (c < N) crow[c] = v0;
+                    if (c + 1 < N) crow[c + 1] = v1;
+                }
+            }
+        }
+    }
+}
+
+}  // namespace pydl

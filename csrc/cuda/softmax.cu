@@ -1,0 +1,215 @@
+// softmax.cu - row-wise softmax and log-softmax (forward, backward) and cross-entropy fused
+// with log-softmax (forward, backward), along the last axis of a C-contiguous (rows, cols)
+// array.
+//
+// Serves softmax_forward/backward, log_softmax_forward/backward, cross_entropy_forward/
+// backward (see pydl/backend/base.py for the formulas).
+//
+// Launch: a group of THREADS threads handles one row. THREADS = 32 (one warp per row, four
+// rows per 128-thread block, grid = ceil(rows / 4)) for narrow rows, THREADS = 512 (one
+// block per row, grid = rows) for wide ones. Thread `lane` of the group handles columns
+// lane, lane + THREADS, lane + 2 THREADS, ... (coalesced across the group).
+// VPT > 0: the row (at most THREADS * VPT wide) is read once into registers, reduced and
+//   written from registers: one read and one write of memory per element.
+// VPT = 0 (rows wider than the register variants): pass 1 reads the row and keeps an
+//   online (max, sum of exp(x - max)) pair, merged across lanes; pass 2 reads it again and
+//   writes (the row is usually still in L2).
+// Reductions: warp shuffles, then across warps through 32 shared slots (common.cuh).
+//
+// Cross-entropy forward makes one pass: the online (max, sum) pair for logsumexp and, with
+// label smoothing, sum_c w_c and sum_c w_c (x_c - x_0) (shifted by the row's first logit to
+// avoid cancellation). A target outside [0, C) that is not ignore_index gets loss 0 and
+// atomicMin's its row into `bad_row` (initialised to rows by the caller, who raises).
+#include "common.cuh"
+
+namespace pydl {
+
+enum { SOFTMAX_FWD = 0, LOG_SOFTMAX_FWD = 1, SOFTMAX_BWD = 2, LOG_SOFTMAX_BWD = 3 };
+
+// Row index of this thread's group (rows beyond the end return before any barrier: a whole
+// warp for THREADS == 32, the whole block otherwise).
+template <int THREADS> __device__ __forceinline__ i64 group_row() {
+    constexpr int RPB = THREADS == 32 ? 4 : 1;
+    return (i64)blockIdx.x * RPB + threadIdx.x / THREADS;
+}
+
+// OP forward: a = x. OP backward: a = gy, b = y.
+template <typename T, int OP, int THREADS, int VPT>
+__device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* __restrict__ b,
+                                             T* __restrict__ out, i64 rows, int cols) {
+    constexpr bool FWD = OP == SOFTMAX_FWD || OP == LOG_SOFTMAX_FWD;
+    __shared__ T red[2][32];
+    const int lane = threadIdx.x % THREADS;
+    const i64 row = group_row<THREADS>();
+    if (row >= rows) return;
+    a += row * cols;
+    out += row * cols;
+    if (!FWD) b += row * cols;
+
+    if (VPT > 0) {
+        T va[VPT > 0 ? VPT : 1], vb[VPT > 0 ? VPT : 1];
+#pragma unroll
+        for (int i = 0; i < VPT; ++i) {
+            const int c = i * THREADS + lane;
+            va[i] = c < cols ? a[c] : (FWD ? neg_inf<T>() : T(0));
+            if (!FWD) vb[i] = c < cols ? b[c] : T(0);
+        }
+        if (FWD) {
+            T m = neg_inf<T>();
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) m = d_max(m, va[i]);
+            m = group_reduce<MaxOp, THREADS>(m, red[0]);
+            T s = T(0);
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) {
+                const int c = i * THREADS + lane;
+                vb[i] = c < cols ? d_exp(va[i] - m) : T(0);
+                s += vb[i];
+            }
+            s = group_reduce<SumOp, THREADS>(s, red[1]);
+            const T ls = d_log(s);
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) {
+                const int c = i * THREADS + lane;
+                if (c < cols) out[c] = OP == SOFTMAX_FWD ? vb[i] / s : (va[i] - m) - ls;
+            }
+        } else {
+            T s = T(0);
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) s += OP == SOFTMAX_BWD ? va[i] * vb[i] : va[i];
+            s = group_reduce<SumOp, THREADS>(s, red[0]);
+#pragma unroll
+            for (int i = 0; i < VPT; ++i) {
+                const int c = i * THREADS + lane;
+                if (c < cols)
+                    out[c] = OP == SOFTMAX_BWD ? vb[i] * (va[i] - s) : va[i] - d_exp(vb[i]) * s;
+            }
+        }
+    } else if (FWD) {
+        T m = neg_inf<T>(), s = T(0);
+        for (int c = lane; c < cols; c += THREADS) ms_add(m, s, a[c]);
+        group_reduce_ms<THREADS>(m, s, red[0], red[1]);
+        const T ls = d_log(s);
+        for (int c = lane; c < cols; c += THREADS) {
+            const T x = a[c];
+            out[c] = OP == SOFTMAX_FWD ? d_exp(x - m) / s : (x - m) - ls;
+        }
+    } else {
+        T s = T(0);
+        for (int c = lane; c < cols; c += THREADS) s += OP == SOFTMAX_BWD ? a[c] * b[c] : a[c];
+        s = group_reduce<SumOp, THREADS>(s, red[0]);
+        for (int c = lane; c < cols; c += THREADS) {
+            const T g = a[c], y = b[c];
+            out[c] = OP == SOFTMAX_BWD ? y * (g - s) : g - d_exp(y) * s;
+        }
+    }
+}
+
+#define PYDL_ROW_BLOCK(THREADS) __launch_bounds__((THREADS) == 32 ? 128 : (THREADS))
+
+template <typename T, int THREADS, int VPT>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 rows, int cols) {
+    softmax_rows<T, SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
+}
+
+template <typename T, int THREADS, int VPT>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+log_softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 rows, int cols) {
+    softmax_rows<T, LOG_SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
+}
+
+template <typename T, int THREADS, int VPT>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+softmax_backward_kernel(const T* __restrict__ gy, const T* __restrict__ y, T* __restrict__ gx,
+                        i64 rows, int cols) {
+    softmax_rows<T, SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
+}
+
+template <typename T, int THREADS, int VPT>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+log_softmax_backward_kernel(const T* __restrict__ gy, const T* __restrict__ y,
+                            T* __restrict__ gx, i64 rows, int cols) {
+    softmax_rows<T, LOG_SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
+}
+
+// loss[i] = (1 - eps) w[t] (lse - x[t]) + (eps / C) sum_c w[c] (lse - x[c]); lse[i] saved.
+// weight may be null (all ones). eps is the label smoothing.
+template <typename T, int THREADS>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+cross_entropy_forward_kernel(const T* __restrict__ logits, const i64* __restrict__ target,
+                             const T* __restrict__ weight, T* __restrict__ loss,
+                             T* __restrict__ lse_out, unsigned long long* __restrict__ bad_row,
+                             i64 rows, int C, i64 ignore_index, T eps) {
+    __shared__ T red[2][32];
+    const int lane = threadIdx.x % THREADS;
+    const i64 row = group_row<THREADS>();
+    if (row >= rows) return;
+    const T* x = logits + row * C;
+    const bool smooth = eps != T(0);
+    const T x0 = C > 0 ? x[0] : T(0);
+    T m = neg_inf<T>(), s = T(0), sw = T(0), swx = T(0);
+    for (int c = lane; c < C; c += THREADS) {
+        const T v = x[c];
+        ms_add(m, s, v);
+        if (smooth) {
+            const T w = weight ? weight[c] : T(1);
+            sw += w;
+            swx += w * (v - x0);
+        }
+    }
+    group_reduce_ms<THREADS>(m, s, red[0], red[1]);
+    if (smooth) {
+        sw = group_reduce<SumOp, THREADS>(sw, red[0]);
+        swx = group_reduce<SumOp, THREADS>(swx, red[1]);
+    }
+    if (lane != 0) return;
+    const T lse = m + d_log(s);
+    lse_out[row] = lse;
+    const i64 t = target[row];
+    T l = T(0);
+    if (t != ignore_index) {
+        if (t < 0 || t >= C) {
+            atomicMin(bad_row, (unsigned long long)row);
+        } else {
+            const T wt = weight ? weight[t] : T(1);
+            l = (T(1) - eps) * wt * (lse - x[t]);
+            if (smooth) l += (eps / T(C)) * (sw * (lse - x0) - swx);
+        }
+    }
+    loss[row] = l;
+}
+
+// glogits[i, c] = g_i (softmax_ic S_i - (1 - eps) w[t_i] [c == t_i] - (eps / C) w[c]),
+// S_i = (1 - eps) w[t_i] + (eps / C) sum_c w[c]; rows with an ignored (or bad) target get 0.
+// weight_sum points at sum_c w[c] on the device (null when weight is null: the sum is C).
+template <typename T, int THREADS>
+__global__ void PYDL_ROW_BLOCK(THREADS)
+cross_entropy_backward_kernel(const T* __restrict__ grad_loss, const T* __restrict__ logits,
+                              const T* __restrict__ lse, const i64* __restrict__ target,
+                              const T* __restrict__ weight, const T* __restrict__ weight_sum,
+                              T* __restrict__ glogits, i64 rows, int C, i64 ignore_index, T eps) {
+    const int lane = threadIdx.x % THREADS;
+    const i64 row = group_row<THREADS>();
+    if (row >= rows) return;
+    const T* x = logits + row * C;
+    T* out = glogits + row * C;
+    const i64 t = target[row];
+    if (t == ignore_index || t < 0 || t >= C) {
+        for (int c = lane; c < C; c += THREADS) out[c] = T(0);
+        return;
+    }
+    const T g = grad_loss[row], L = lse[row];
+    const T wt = weight ? weight[t] : T(1);
+    const T sw = weight ? *weight_sum : T(C);
+    const T e = eps / T(C);
+    const T S = (T(1) - eps) * wt + e * sw;
+    const T hit = (T(1) - eps) * wt;
+    for (int c = lane; c < C; c += THREADS) {
+        T v = d_exp(x[c] - L) * S - e * (weight ? weight[c] : T(1));
+        if (c == t) v -= hit;
+        out[c] = v * g;
+    }
+}
+
+}  // namespace pydl

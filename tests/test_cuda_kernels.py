@@ -1,0 +1,474 @@
+"""Every CUDA kernel against the NumPy reference (``pydl.backend.cpu_reference``).
+
+Runs on a GPU (tests marked ``gpu``, skipped without one) and, with ``PYDL_CUDA_EMULATE=1``
+and a C++ compiler, on the CPU: ``tests/cuda_emu.h`` runs the same kernels as C++ with CUDA
+threads as coroutines (``make test-cuda-emu`` adds AddressSanitizer). Both go through the
+backend's own dispatch code.
+
+Every output the backend allocates is poisoned (NaN, or -7 for integers) so an element a
+kernel fails to write shows up. Sizes are odd on purpose: 0, 1, primes, tile sizes +-1
+(tiles are 64 and 128 wide, 8 and 16 deep). The ``plan`` fixture pretends the GPU has 1 SM
+(large tiles, no split-K) or 4096 (small tiles, split-K wherever K allows), so both plans
+run at small sizes. References run in float64; tolerances: float64 1e-10, float32 1e-5,
+TF32 1e-3, relative, with an absolute part that grows with the reduction length.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from itertools import product
+
+import numpy as np
+import pytest
+
+from pydl.backend import cpu_reference as ref
+from pydl.backend import cuda as backend
+
+EMULATE = os.environ.get("PYDL_CUDA_EMULATE") == "1"
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+TOL = {F32: 1e-5, F64: 1e-10}
+
+
+class Device:
+    """Moves NumPy arrays to the backend under test and back."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        if kind == "gpu":
+            import cupy
+
+            self.xp = cupy
+        else:
+            self.xp = np
+
+    def put(self, a):
+        return self.xp.asarray(np.ascontiguousarray(a)) if self.kind == "gpu" else np.array(a)
+
+    def get(self, a):
+        return a.get() if self.kind == "gpu" else np.asarray(a)
+
+
+@pytest.fixture(params=[
+    pytest.param("gpu", marks=pytest.mark.gpu),
+    pytest.param("emulated", marks=pytest.mark.skipif(
+        not EMULATE, reason="set PYDL_CUDA_EMULATE=1 to run the kernels on the CPU")),
+])
+def dev(request, monkeypatch):
+    kind = request.param
+    if kind == "emulated":
+        import _cuda_emu
+
+        if _cuda_emu.compiler() is None:
+            pytest.skip("no C++ compiler for the CUDA emulation")
+        _cuda_emu.patch(monkeypatch)
+    _poison(monkeypatch)
+    return Device(kind)
+
+
+def _poison(monkeypatch):
+    def poisoned(shape, dtype):
+        a = backend.xp.empty(shape, dtype=dtype)
+        a.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
+        return a
+
+    monkeypatch.setattr(backend, "_empty", poisoned)
+
+
+@pytest.fixture(params=["large", "split"])
+def plan(request, monkeypatch, dev):
+    sms = 1 if request.param == "large" else 4096
+    monkeypatch.setattr(backend, "_sm_count", lambda: sms)
+    return request.param
+
+
+def _rand(rng, shape, dtype):
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def assert_close(got, want, dtype, reduction=1, tol=None):
+    """Relative tolerance by dtype, plus an absolute part growing with sqrt(reduction)."""
+    tol = TOL[np.dtype(dtype)] if tol is None else tol
+    want = np.asarray(want, np.float64)
+    scale = float(np.abs(want).max()) if want.size else 1.0
+    atol = tol * math.sqrt(max(reduction, 1)) * max(scale, 1.0)
+    got = np.asarray(got)
+    assert got.shape == want.shape
+    assert got.dtype == np.dtype(dtype)
+    assert not np.isnan(got).any() or np.isnan(want).any(), "unwritten (NaN) outputs"
+    np.testing.assert_allclose(got.astype(np.float64), want, rtol=tol, atol=atol)
+
+
+# ----------------------------------------------------------------------------- matmul
+MATMUL_SHAPES = [  # (M, N, K)
+    (1, 1, 1), (0, 3, 4), (3, 0, 4), (3, 4, 0), (7, 13, 29), (17, 1, 33), (63, 65, 17),
+    (64, 64, 16), (65, 63, 129), (128, 128, 8), (129, 127, 300), (31, 257, 1100),
+]
+
+
+def _stored(rng, rows, cols, trans, dtype, batch=None):
+    """A random operand whose op() is rows x cols, stored transposed when ``trans``."""
+    shape = (cols, rows) if trans else (rows, cols)
+    return _rand(rng, shape if batch is None else (batch,) + shape, dtype)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("trans_a,trans_b", list(product([False, True], repeat=2)))
+@pytest.mark.parametrize("mnk", MATMUL_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_matmul(dev, plan, dtype, trans_a, trans_b, mnk):
+    m, n, k = mnk
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    a = _stored(rng, m, k, trans_a, dtype)
+    b = _stored(rng, k, n, trans_b, dtype)
+    got = backend.matmul(dev.put(a), dev.put(b), trans_a, trans_b)
+    want = ref.matmul(a.astype(F64), b.astype(F64), trans_a, trans_b)
+    assert_close(dev.get(got), want, dtype, reduction=k)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("trans_a,trans_b", list(product([False, True], repeat=2)))
+@pytest.mark.parametrize("bmnk", [(1, 5, 6, 7), (3, 17, 19, 23), (2, 65, 33, 1030)],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_matmul_batched(dev, plan, dtype, trans_a, trans_b, bmnk):
+    bsz, m, n, k = bmnk
+    rng = np.random.default_rng(bsz + m + n + k)
+    a = _stored(rng, m, k, trans_a, dtype, bsz)
+    b = _stored(rng, k, n, trans_b, dtype, bsz)
+    got = backend.matmul(dev.put(a), dev.put(b), trans_a, trans_b)
+    want = ref.matmul(a.astype(F64), b.astype(F64), trans_a, trans_b)
+    assert_close(dev.get(got), want, dtype, reduction=k)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("case", ["transposed_view", "column_slice", "strided", "broadcast",
+                                  "offset_view"])
+def test_matmul_non_contiguous(dev, plan, dtype, case):
+    rng = np.random.default_rng(7)
+    m, n, k = 37, 66, 45
+    if case == "transposed_view":  # a.T of a C-contiguous (K, M): read as trans_a, no copy
+        a_host = _rand(rng, (k, m), dtype)
+        a, a_np = dev.put(a_host).T, a_host.T
+    elif case == "column_slice":  # rows longer than the view: ld = 50
+        big = _rand(rng, (m, 50), dtype)
+        a, a_np = dev.put(big)[:, 3 : 3 + k], big[:, 3 : 3 + k]
+    elif case == "strided":  # neither layout: copied
+        big = _rand(rng, (m, 2 * k), dtype)
+        a, a_np = dev.put(big)[:, ::2], big[:, ::2]
+    elif case == "offset_view":  # pointer not 16-byte aligned: scalar loads
+        big = _rand(rng, (m * k + 1,), dtype)
+        a, a_np = dev.put(big)[1:].reshape(m, k), big[1:].reshape(m, k)
+    else:  # batch stride 0
+        row = _rand(rng, (1, m, k), dtype)
+        a = dev.xp.broadcast_to(dev.put(row), (3, m, k))
+        a_np = np.broadcast_to(row, (3, m, k))
+    b_host = _rand(rng, a_np.shape[:-2] + (k, n), dtype)
+    got = backend.matmul(a, dev.put(b_host))
+    want = ref.matmul(np.asarray(a_np, F64), b_host.astype(F64))
+    assert_close(dev.get(got), want, dtype, reduction=k)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", list(product([False, True], repeat=2)))
+@pytest.mark.parametrize("mnk", [(1, 1, 1), (65, 63, 129), (128, 128, 16), (129, 130, 300),
+                                 (31, 257, 1100)], ids=lambda s: "x".join(map(str, s)))
+def test_matmul_tf32(dev, plan, monkeypatch, trans_a, trans_b, mnk):
+    monkeypatch.setitem(backend._settings, "allow_tf32", True)
+    m, n, k = mnk
+    rng = np.random.default_rng(m + n + k)
+    a = _stored(rng, m, k, trans_a, F32)
+    b = _stored(rng, k, n, trans_b, F32)
+    got = backend.matmul(dev.put(a), dev.put(b), trans_a, trans_b)
+    want = ref.matmul(a.astype(F64), b.astype(F64), trans_a, trans_b)
+    assert_close(dev.get(got), want, F32, reduction=k, tol=1e-3)
+
+
+def test_matmul_errors(dev):
+    x = dev.put(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match=r"\(3, 4\) and \(3, 4\) cannot be multiplied"):
+        backend.matmul(x, x)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        backend.matmul(x, dev.put(np.ones((4, 2), np.float64)))
+
+
+# ----------------------------------------------------------------------------- conv2d
+CONV_CASES = [  # N, C, H, W, O, kH, kW, stride, padding, dilation, groups
+    (2, 3, 7, 9, 4, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (1, 1, 1, 1, 1, 1, 1, (1, 1), (0, 0), (1, 1), 1),
+    (1, 4, 5, 5, 6, 1, 1, (1, 1), (0, 0), (1, 1), 2),
+    (2, 6, 11, 8, 9, 3, 2, (2, 3), (1, 0), (1, 2), 3),
+    (3, 8, 9, 9, 16, 3, 3, (2, 2), (1, 1), (1, 1), 1),
+    (2, 16, 12, 10, 33, 3, 3, (1, 1), (2, 2), (2, 2), 1),
+    (2, 4, 6, 6, 4, 3, 3, (1, 1), (1, 1), (1, 1), 4),
+    (0, 3, 5, 5, 2, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (2, 64, 9, 9, 130, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (4, 3, 20, 20, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+]
+
+
+def _conv_id(case):
+    n, c, h, w, o, kh, kw, s, p, d, g = case
+    return f"n{n}c{c}h{h}w{w}o{o}k{kh}{kw}s{s[0]}{s[1]}p{p[0]}{p[1]}d{d[0]}{d[1]}g{g}"
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("case", CONV_CASES, ids=_conv_id)
+def test_conv2d(dev, plan, dtype, case):
+    n, c, h, w, o, kh, kw, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(n + c + h + w + o)
+    x = _rand(rng, (n, c, h, w), dtype)
+    wt = _rand(rng, (o, c // groups, kh, kw), dtype)
+    args = (stride, padding, dilation, groups)
+    y = backend.conv2d_forward(dev.put(x), dev.put(wt), *args)
+    want_y = ref.conv2d_forward(x.astype(F64), wt.astype(F64), *args)
+    assert_close(dev.get(y), want_y, dtype, reduction=c // groups * kh * kw)
+
+    gy = _rand(rng, want_y.shape, dtype)
+    gx = backend.conv2d_backward_data(dev.put(gy), dev.put(wt), x.shape, *args)
+    want_gx = ref.conv2d_backward_data(gy.astype(F64), wt.astype(F64), x.shape, *args)
+    assert_close(dev.get(gx), want_gx, dtype, reduction=o // groups * kh * kw)
+
+    gw = backend.conv2d_backward_weight(dev.put(gy), dev.put(x), wt.shape, *args)
+    want_gw = ref.conv2d_backward_weight(gy.astype(F64), x.astype(F64), wt.shape, *args)
+    assert_close(dev.get(gw), want_gw, dtype, reduction=n * want_y.shape[2] * want_y.shape[3])
+
+
+def test_conv2d_non_contiguous_input(dev):
+    rng = np.random.default_rng(3)
+    big = _rand(rng, (2, 3, 9, 14), F32)
+    x = big[:, :, :, ::2]
+    wt = _rand(rng, (5, 3, 3, 3), F32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    y = backend.conv2d_forward(dev.put(big)[:, :, :, ::2], dev.put(wt), *args)
+    assert_close(dev.get(y), ref.conv2d_forward(x.astype(F64), wt.astype(F64), *args), F32, 27)
+
+
+# ----------------------------------------------------------------------------- pooling
+POOL_CASES = [  # N, C, H, W, kernel, stride, padding
+    (2, 3, 7, 9, (3, 3), (2, 2), (1, 1)),
+    (1, 1, 1, 1, (1, 1), (1, 1), (0, 0)),
+    (2, 2, 8, 8, (2, 2), (2, 2), (0, 0)),
+    (1, 3, 5, 7, (3, 2), (1, 2), (1, 0)),
+    (2, 1, 6, 5, (4, 4), (3, 1), (2, 2)),
+    (0, 2, 4, 4, (2, 2), (2, 2), (0, 0)),
+]
+
+
+def _pool_input(rng, shape, dtype, special):
+    x = rng.integers(-3, 4, size=shape).astype(dtype)  # small integers: many ties
+    if special and x.size > 4:
+        flat = x.reshape(-1)
+        flat[1], flat[-2] = np.nan, -np.inf
+    return x
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])) + str(c[4:]))
+@pytest.mark.parametrize("special", [False, True], ids=["ties", "nan_inf"])
+def test_max_pool2d(dev, dtype, case, special):
+    n, c, h, w, kernel, stride, padding = case
+    rng = np.random.default_rng(h * w)
+    x = _pool_input(rng, (n, c, h, w), dtype, special)
+    y, arg = backend.max_pool2d_forward(dev.put(x), kernel, stride, padding)
+    want_y, want_arg = ref.max_pool2d_forward(x, kernel, stride, padding)
+    np.testing.assert_array_equal(dev.get(y), want_y)
+    np.testing.assert_array_equal(dev.get(arg), want_arg)
+    gy = _rand(rng, want_y.shape, dtype)
+    gx = backend.max_pool2d_backward(dev.put(gy), arg, x.shape)
+    assert_close(dev.get(gx), ref.max_pool2d_backward(gy.astype(F64), want_arg, x.shape), dtype,
+                 reduction=kernel[0] * kernel[1])
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])) + str(c[4:]))
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_avg_pool2d(dev, dtype, case, count_include_pad):
+    n, c, h, w, kernel, stride, padding = case
+    rng = np.random.default_rng(h + w)
+    x = _rand(rng, (n, c, h, w), dtype)
+    args = (kernel, stride, padding, count_include_pad)
+    y = backend.avg_pool2d_forward(dev.put(x), *args)
+    want_y = ref.avg_pool2d_forward(x.astype(F64), *args)
+    assert_close(dev.get(y), want_y, dtype, reduction=kernel[0] * kernel[1])
+    gy = _rand(rng, want_y.shape, dtype)
+    gx = backend.avg_pool2d_backward(dev.put(gy), x.shape, *args)
+    assert_close(dev.get(gx), ref.avg_pool2d_backward(gy.astype(F64), x.shape, *args), dtype,
+                 reduction=kernel[0] * kernel[1])
+
+
+def test_pool_non_contiguous_input(dev):
+    rng = np.random.default_rng(5)
+    big = _rand(rng, (2, 3, 8, 12), F32)
+    y, arg = backend.max_pool2d_forward(dev.put(big)[..., ::2], (2, 2), (2, 2), (0, 0))
+    want_y, want_arg = ref.max_pool2d_forward(np.ascontiguousarray(big[..., ::2]), (2, 2), (2, 2),
+                                              (0, 0))
+    np.testing.assert_array_equal(dev.get(y), want_y)
+    np.testing.assert_array_equal(dev.get(arg), want_arg)
+
+
+# ----------------------------------------------------------------------------- softmax family
+ROW_SHAPES = [(0, 5), (3, 0), (1, 1), (5, 1), (7, 31), (3, 32), (7, 33), (5, 100), (3, 200),
+              (2, 500), (2, 1000), (2, 1024), (3, 1025), (2, 4095), (2, 7000), (2, 8193),
+              (2, 3, 17)]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("shape", ROW_SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+def test_softmax_family(dev, dtype, shape, kind):
+    rng = np.random.default_rng(sum(shape))
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    fwd, bwd = getattr(backend, f"{kind}_forward"), getattr(backend, f"{kind}_backward")
+    y = fwd(dev.put(x))
+    want_y = getattr(ref, f"{kind}_forward")(x.astype(F64))
+    assert_close(dev.get(y), want_y, dtype, reduction=shape[-1])
+    gy = _rand(rng, shape, dtype)
+    y_in = want_y.astype(dtype)
+    gx = bwd(dev.put(gy), dev.put(y_in))
+    want_gx = getattr(ref, f"{kind}_backward")(gy.astype(F64), y_in.astype(F64))
+    assert_close(dev.get(gx), want_gx, dtype, reduction=shape[-1])
+
+
+def test_softmax_non_contiguous(dev):
+    rng = np.random.default_rng(11)
+    big = _rand(rng, (6, 40), F32)
+    y = backend.softmax_forward(dev.put(big)[::2, 1:38])
+    assert_close(dev.get(y), ref.softmax_forward(big[::2, 1:38].astype(F64)), F32, 37)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("nc", [(0, 5), (1, 1), (7, 10), (5, 1000), (3, 1500)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_cross_entropy(dev, dtype, nc, weighted, eps):
+    n, c = nc
+    rng = np.random.default_rng(n + c)
+    logits = (2 * rng.standard_normal((n, c))).astype(dtype)
+    target = rng.integers(0, c, size=n).astype(np.int64)
+    if n > 2:
+        target[1] = -100  # ignored
+    weight = rng.uniform(0.5, 2.0, size=c).astype(dtype) if weighted else None
+    dweight = dev.put(weight) if weighted else None
+    loss, lse = backend.cross_entropy_forward(dev.put(logits), dev.put(target), dweight, -100, eps)
+    w64 = weight.astype(F64) if weighted else None
+    want_loss, want_lse = ref.cross_entropy_forward(logits.astype(F64), target, w64, -100, eps)
+    assert_close(dev.get(loss), want_loss, dtype, reduction=c)
+    assert_close(dev.get(lse), want_lse, dtype, reduction=c)
+    g = rng.uniform(0.5, 1.5, size=n).astype(dtype)
+    lse_in = want_lse.astype(dtype)
+    gl = backend.cross_entropy_backward(dev.put(g), dev.put(logits), dev.put(lse_in),
+                                        dev.put(target), dweight, -100, eps)
+    want_gl = ref.cross_entropy_backward(g.astype(F64), logits.astype(F64), lse_in.astype(F64),
+                                         target, w64, -100, eps)
+    assert_close(dev.get(gl), want_gl, dtype, reduction=c)
+
+
+@pytest.mark.parametrize("bad", [10, -1, 12345])
+def test_cross_entropy_bad_target(dev, bad):
+    logits = np.zeros((4, 10), np.float32)
+    target = np.array([1, 2, bad, 10 if bad != 10 else 11], np.int64)
+    with pytest.raises(IndexError) as cpu_error:
+        ref.cross_entropy_forward(logits, target, None, -100, 0.0)
+    with pytest.raises(IndexError) as gpu_error:
+        backend.cross_entropy_forward(dev.put(logits), dev.put(target), None, -100, 0.0)
+    assert str(gpu_error.value) == str(cpu_error.value)
+
+
+# ----------------------------------------------------------------------------- optimizers
+OPT_SIZES = [(1,), (7,), (3, 2731), (0,), (20000,), (5, 4)]
+
+
+def _opt_lists(rng, dtype, count):
+    return [[_rand(rng, s, dtype) for s in OPT_SIZES] for _ in range(count)]
+
+
+OPTIMIZERS = {
+    "sgd_plain": ("sgd_step", 3, dict(lr=0.1, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                                      nesterov=False, maximize=False)),
+    "sgd_momentum": ("sgd_step", 3, dict(lr=0.05, momentum=0.9, dampening=0.1,
+                                         weight_decay=0.01, nesterov=False, maximize=True)),
+    "sgd_nesterov": ("sgd_step", 3, dict(lr=0.05, momentum=0.9, dampening=0.0,
+                                         weight_decay=0.0, nesterov=True, maximize=False)),
+    "adam": ("adam_step", 5, dict(lr=1e-2, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1,
+                                  amsgrad=False, decoupled_weight_decay=False, maximize=False)),
+    "adamw_amsgrad": ("adam_step", 5, dict(lr=1e-2, beta1=0.8, beta2=0.99, eps=1e-6,
+                                           weight_decay=0.1, amsgrad=True,
+                                           decoupled_weight_decay=True, maximize=True)),
+    "rmsprop": ("rmsprop_step", 5, dict(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                                        momentum=0.0, centered=False, maximize=False)),
+    "rmsprop_centered_momentum": ("rmsprop_step", 5, dict(lr=1e-2, alpha=0.9, eps=1e-6,
+                                                          weight_decay=0.05, momentum=0.5,
+                                                          centered=True, maximize=True)),
+    "adagrad": ("adagrad_step", 3, dict(lr=0.1, lr_decay=0.01, weight_decay=0.02, eps=1e-10,
+                                        maximize=False)),
+}
+
+
+NON_NEGATIVE_STATES = {"adam_step": (3, 4), "rmsprop_step": (2,), "adagrad_step": (2,)}
+
+
+def _opt_call(fn, name, lists, kw, step):
+    kw = dict(kw)
+    if name == "sgd_step":
+        kw["first_step"] = step == 1
+    elif name in ("adam_step", "adagrad_step"):
+        kw["step"] = step
+    if name == "adam_step":
+        lists = lists[:4] + [lists[4] if kw["amsgrad"] else None]
+    if name == "rmsprop_step":
+        lists = (lists[:3] + [lists[3] if kw["momentum"] > 0 else None]
+                 + [lists[4] if kw["centered"] else None])
+    fn(*lists, **kw)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("which", list(OPTIMIZERS))
+def test_optimizer_step(dev, dtype, which):
+    name, count, kw = OPTIMIZERS[which]
+    rng = np.random.default_rng(len(which))
+    host = _opt_lists(rng, dtype, count)
+    for i in NON_NEGATIVE_STATES.get(name, ()):
+        host[i] = [np.abs(a) for a in host[i]]
+    if name == "rmsprop_step":  # centered needs square_avg >= grad_avg^2
+        host[2] = [s + g * g for s, g in zip(host[2], host[4], strict=True)]
+    # the last parameter is a transposed (non-contiguous) view, updated through a copy
+    devs = [[dev.put(a) for a in lst] for lst in host]
+    devs[0][-1] = dev.put(np.ascontiguousarray(host[0][-1].T)).T
+    for step in (1, 2, 3):
+        grads = [_rand(rng, s, dtype) for s in OPT_SIZES]
+        host[1], devs[1] = grads, [dev.put(g) for g in grads]
+        _opt_call(getattr(ref, name), name, host, kw, step)
+        _opt_call(getattr(backend, name), name, devs, kw, step)
+    for i, (want_list, got_list) in enumerate(zip(host, devs, strict=True)):
+        if i == 1:
+            continue
+        for want, got in zip(want_list, got_list, strict=True):
+            assert_close(dev.get(got), want, dtype, tol=10 * TOL[dtype])
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.mark.gpu
+@pytest.mark.parametrize("optimizer", ["SGD", "AdamW"])
+def test_mlp_training_step_matches_cpu(optimizer):
+    """A small MLP trained three steps on the GPU ends with the CPU's parameters (float64)."""
+    import pydl
+
+    nn = pytest.importorskip("pydl.nn")
+    optim = pytest.importorskip("pydl.optim")
+    pydl.manual_seed(0)
+    cpu = nn.Sequential(nn.Linear(20, 33), nn.ReLU(), nn.Linear(33, 5)).double()
+    gpu = copy.deepcopy(cpu).to("cuda")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((17, 20))
+    y = rng.integers(0, 5, size=17)
+    kw = {"lr": 0.1, "momentum": 0.9} if optimizer == "SGD" else {"lr": 1e-2, "weight_decay": 0.1}
+    for model, device in ((cpu, "cpu"), (gpu, "cuda")):
+        opt = getattr(optim, optimizer)(model.parameters(), **kw)
+        xt = pydl.tensor(x, dtype=pydl.float64, device=device)
+        yt = pydl.tensor(y, device=device)
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt), yt).backward()
+            opt.step()
+    for p_cpu, p_gpu in zip(cpu.parameters(), gpu.parameters(), strict=True):
+        np.testing.assert_allclose(p_gpu.numpy(), p_cpu.numpy(), rtol=1e-9, atol=1e-12)
