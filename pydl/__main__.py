@@ -1,4 +1,4 @@
-"""The ``pydl`` command line: ``python -m pydl info``, ``python -m pydl demo``."""
+"""The ``pydl`` command line: ``pydl info``, ``pydl demo``, ``pydl train``."""
 
 from __future__ import annotations
 
@@ -58,6 +58,12 @@ def main(argv=None) -> int:
     )
     demo.add_argument("--epochs", type=int, default=400, help="full-batch steps (default 400)")
     demo.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    train = sub.add_parser(
+        "train", help="train a model on data shipped with pydl; report test accuracy; save results"
+    )
+    from pydl.cli import add_arguments
+
+    add_arguments(train)
     args = parser.parse_args(argv)
     if args.command == "info":
         print(info())
@@ -66,6 +72,10 @@ def main(argv=None) -> int:
 
         result = run(epochs=args.epochs, device=args.device)
         return 0 if result["test_accuracy"] > 0.9 else 1
+    elif args.command == "train":
+        from pydl.cli import run
+
+        run(args)
     else:
         parser.print_help()
     return 0

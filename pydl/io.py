@@ -46,6 +46,11 @@ def _safetensors():
     return st
 
 
+def _contiguous(arr):
+    """C-contiguous, keeping 0-d arrays 0-d (np.ascontiguousarray would make them 1-d)."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def _flatten(obj, prefix, tensors, devices):
     """Split ``obj`` into a JSON-able skeleton and a dict of named arrays."""
     if isinstance(obj, Tensor):
@@ -54,12 +59,12 @@ def _flatten(obj, prefix, tensors, devices):
         devices[name] = str(obj.device)
         if type(arr).__module__.startswith("cupy"):
             arr = arr.get()
-        tensors[name] = np.ascontiguousarray(arr)
+        tensors[name] = _contiguous(arr)
         return {"__tensor__": name}
     if isinstance(obj, np.ndarray) or type(obj).__module__.startswith("cupy"):
         arr = obj.get() if type(obj).__module__.startswith("cupy") else obj
         name = prefix or "array"
-        tensors[name] = np.ascontiguousarray(arr)
+        tensors[name] = _contiguous(arr)
         return {"__array__": name}
     if isinstance(obj, dict):
         out = {}

@@ -14,12 +14,15 @@ from pydl.io import CheckpointError, load, save
 def test_roundtrip_nested(tmp_path):
     obj = {"w": pydl.randn(3, 4), "b": pydl.zeros(4, dtype=pydl.float64),
            "state": {0: {"step": 3, "m": np.arange(3.0)}}, "lrs": [0.1, float("inf")],
-           "t": (1, "a", None), "flag": True}
+           "t": (1, "a", None), "flag": True, "scalar": pydl.tensor(1.5),
+           "strided": pydl.from_numpy(np.arange(12.0).reshape(3, 4)[:, ::2])}
     save(obj, tmp_path / "c.safetensors")
     got = load(tmp_path / "c.safetensors")
     assert np.array_equal(got["w"].numpy(), obj["w"].numpy()) and got["w"].dtype == pydl.float32
     assert got["b"].dtype == pydl.float64
     assert got["state"][0]["step"] == 3 and np.array_equal(got["state"][0]["m"], np.arange(3.0))
+    assert got["scalar"].shape == () and got["scalar"].item() == 1.5
+    assert np.array_equal(got["strided"].numpy(), obj["strided"].numpy())
     assert got["lrs"] == [0.1, float("inf")] and got["t"] == (1, "a", None) and got["flag"] is True
 
 

@@ -1,0 +1,6 @@
+"""The documented architectures, each a page of code built only from ``pydl.nn``."""
+
+from .cnn import CNN, ResidualBlock
+from .mlp import MLP
+
+__all__ = ["MLP", "CNN", "ResidualBlock"]
