@@ -83,6 +83,9 @@ from .parameter import Buffer, Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .transformer import (
     LearnedPositionalEmbedding,
+    Transformer,
+    generate_square_subsequent_mask,
+    scaled_dot_product_attention,
     MultiheadAttention,
     PositionalEncoding,
     TransformerDecoder,
@@ -93,6 +96,7 @@ from .transformer import (
 
 __all__ = [
     "functional", "init", "utils",
+    "Transformer", "generate_square_subsequent_mask", "scaled_dot_product_attention",
     "Module", "Parameter", "Buffer", "RemovableHandle",
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
     "Identity", "Linear", "Bilinear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",

@@ -49,7 +49,8 @@ class Parameter(Tensor):
 
 
 def _rebuild_parameter(data, requires_grad, grad):
-    p = Parameter(data, requires_grad)
+    # wrap the array as it is: going through _to_array would turn float64 into float32
+    p = Parameter(Tensor._make(data), requires_grad)
     if grad is not None:
         p.grad = grad
     return p
