@@ -22,7 +22,7 @@ from .backend.cuda_kernels import CompileError
 __all__ = [
     "is_available", "device_count", "synchronize", "get_device_name", "set_matmul_backend",
     "get_matmul_backend", "set_allow_tf32", "get_allow_tf32", "set_target_checks",
-    "compile_all", "CompileError",
+    "compile_all", "precompile", "CompileError",
 ]
 
 
@@ -64,6 +64,12 @@ get_matmul_backend = _backend.get_matmul_backend
 set_allow_tf32 = _backend.set_allow_tf32
 get_allow_tf32 = _backend.get_allow_tf32
 set_target_checks = _backend.set_target_checks
+
+
+def precompile(files=None) -> None:
+    """Compile every kernel instance now (one NVRTC run per file) instead of one by one."""
+    _backend.ensure_available()
+    _backend.precompile(files)
 
 
 def compile_all(arch: str = "sm_90", files=None, options=()) -> list[dict]:

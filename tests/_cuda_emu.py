@@ -7,6 +7,8 @@ planning code (tiles, split-K, operand strides, tables) runs unchanged. Each lau
 checks that the byte size of every argument matches the kernel's parameter, the mistake a
 real launch would not report.
 
+``PYDL_EMU_ORDER`` = forward (default), reverse or random sets the order in which threads run
+between barriers; a missing ``__syncthreads`` gives a wrong result in some order.
 Builds are cached under ``$TMPDIR/pydl_cuda_emu``. When libasan is preloaded
 (``LD_PRELOAD=$(gcc -print-file-name=libasan.so)``), the kernels are built with
 AddressSanitizer and UBSan's alignment check, which then catch out-of-bounds and
@@ -37,8 +39,13 @@ def compiler() -> str | None:
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("c++")
 
 
+ORDERS = {"forward": 0, "reverse": 1, "random": 2}
+ORDER = os.environ.get("PYDL_EMU_ORDER", "forward")
+
+
 def _wrappers(names):
-    out = ['extern "C" const char* emu_error() { return emu::g_error.c_str(); }']
+    out = ['extern "C" const char* emu_error() { return emu::g_error.c_str(); }',
+           'extern "C" void emu_set_order(int order) { emu::g_order = order; }']
     for i, expr in enumerate(names):
         out.append(
             f'extern "C" int emu_launch_{i}(unsigned gx, unsigned gy, unsigned gz, unsigned bx, '
@@ -75,6 +82,7 @@ def _library(filename):
         os.replace(tmp, so)
     lib = ctypes.CDLL(str(so))
     lib.emu_error.restype = ctypes.c_char_p
+    lib.emu_set_order(ORDERS[ORDER])
     _LIBS[filename] = (lib, {expr: i for i, expr in enumerate(names)})
     return _LIBS[filename]
 

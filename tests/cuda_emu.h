@@ -94,6 +94,10 @@ struct Block {
 
 inline Block* g_block = nullptr;
 constexpr size_t STACK = 256 * 1024;
+// Order in which runnable threads run between barriers: 0 ascending, 1 descending,
+// 2 pseudo-random. A missing barrier shows up as a wrong result in one of the orders.
+inline int g_order = 0;
+inline unsigned g_seed = 12345;
 
 inline void switch_to_scheduler() {
     Block& b = *g_block;
@@ -142,9 +146,16 @@ inline void run_block(Block& b, unsigned n) {
         t.ctx.uc_link = nullptr;
         makecontext(&t.ctx, entry, 0);
     }
+    std::vector<unsigned> order(n);
+    for (unsigned i = 0; i < n; ++i) order[i] = g_order == 1 ? n - 1 - i : i;
     for (;;) {
         bool ran = false;
-        for (unsigned i = 0; i < n; ++i) {
+        if (g_order == 2)
+            for (unsigned i = n; i > 1; --i) {
+                g_seed = g_seed * 1103515245u + 12345u;
+                std::swap(order[i - 1], order[(g_seed >> 8) % i]);
+            }
+        for (unsigned i : order) {
             if (b.threads[i].state != RUNNABLE) continue;
             ran = true;
             b.current = (int)i;

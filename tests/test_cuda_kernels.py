@@ -2,8 +2,12 @@
 
 Runs on a GPU (tests marked ``gpu``, skipped without one) and, with ``PYDL_CUDA_EMULATE=1``
 and a C++ compiler, on the CPU: ``tests/cuda_emu.h`` runs the same kernels as C++ with CUDA
-threads as coroutines (``make test-cuda-emu`` adds AddressSanitizer). Both go through the
-backend's own dispatch code.
+threads as coroutines. Both go through the backend's own dispatch code. With
+AddressSanitizer (out-of-bounds and misaligned accesses) and a shuffled thread order
+(missing barriers):
+
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+    PYDL_EMU_ORDER=random PYDL_CUDA_EMULATE=1 python -m pytest tests/test_cuda_kernels.py
 
 Every output the backend allocates is poisoned (NaN, or -7 for integers) so an element a
 kernel fails to write shows up. Sizes are odd on purpose: 0, 1, primes, tile sizes +-1
@@ -27,6 +31,13 @@ from pydl.backend import cpu_reference as ref
 from pydl.backend import cuda as backend
 
 EMULATE = os.environ.get("PYDL_CUDA_EMULATE") == "1"
+if os.environ.get("PYDL_CUDA_NO_POOL") == "1":  # for compute-sanitizer: no pooled slack
+    try:
+        import cupy
+
+        cupy.cuda.set_allocator(None)
+    except ImportError:
+        pass
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 TOL = {F32: 1e-5, F64: 1e-10}
 
@@ -57,6 +68,8 @@ class Device:
 ])
 def dev(request, monkeypatch):
     kind = request.param
+    if kind == "gpu":
+        backend.precompile()  # one NVRTC run per file instead of one per instance
     if kind == "emulated":
         import _cuda_emu
 
@@ -103,7 +116,8 @@ def assert_close(got, want, dtype, reduction=1, tol=None):
 # ----------------------------------------------------------------------------- matmul
 MATMUL_SHAPES = [  # (M, N, K)
     (1, 1, 1), (0, 3, 4), (3, 0, 4), (3, 4, 0), (7, 13, 29), (17, 1, 33), (63, 65, 17),
-    (64, 64, 16), (65, 63, 129), (128, 128, 8), (129, 127, 300), (31, 257, 1100),
+    (64, 64, 16), (65, 63, 129), (128, 128, 8), (129, 127, 300), (255, 257, 40),
+    (31, 257, 1100),
 ]
 
 
@@ -202,6 +216,8 @@ CONV_CASES = [  # N, C, H, W, O, kH, kW, stride, padding, dilation, groups
     (0, 3, 5, 5, 2, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     (2, 64, 9, 9, 130, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     (4, 3, 20, 20, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    (1, 128, 16, 16, 127, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # 128-wide tiles, both VEC_A
+    (1, 127, 16, 16, 128, 3, 3, (1, 1), (1, 1), (1, 1), 1),
 ]
 
 
@@ -471,4 +487,5 @@ def test_mlp_training_step_matches_cpu(optimizer):
             nn.functional.cross_entropy(model(xt), yt).backward()
             opt.step()
     for p_cpu, p_gpu in zip(cpu.parameters(), gpu.parameters(), strict=True):
-        np.testing.assert_allclose(p_gpu.numpy(), p_cpu.numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(p_gpu.detach().cpu().numpy(), p_cpu.detach().numpy(),
+                                   rtol=1e-9, atol=1e-12)

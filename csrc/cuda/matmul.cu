@@ -15,7 +15,8 @@
 //
 // matmul_kernel<T, BM, BN, BK, TM, TN, TA, TB, VEC>: CUDA-core FMA, T = float or double.
 //   float: 128x128x8 with 8x8 outputs per thread (256 threads) for large problems,
-//   64x64x8 with 4x4 per thread (256 threads) for small ones; double: 64x64x8, 4x4.
+//   64x64x16 with 4x4 per thread (256 threads) otherwise; double: 64x64x16, 4x4. The
+//   caller picks (pydl/backend/cuda.py `_pick_config`).
 //   VEC: 16-byte global loads and stores (float4 / double2); requires lda, ldb, sA, sB,
 //   the contiguous extent of each operand and N to be multiples of the vector width and
 //   the A, B pointers to be 16-byte aligned (checked by the caller), else VEC = false.

@@ -71,9 +71,7 @@ max_pool2d_backward_kernel(const T* __restrict__ gy, const i64* __restrict__ arg
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
         const i64 a = argmax[i];
         if (a < 0) continue;
-        i64 plane;
-        int r;
-        split_index(i, HoWo, small, plane, r);
+        const i64 plane = small ? (i64)((unsigned)i / (unsigned)HoWo) : i / HoWo;
         atomicAdd(gx + plane * HW + a, gy[i]);
     }
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -31,6 +32,24 @@ import numpy as np
 from . import cuda_kernels as ck
 from .cpu_reference import check_conv_shapes as _check_conv
 from .cpu_reference import window_output_hw as _output_hw
+from .cuda_runtime import (  # noqa: F401 - the backend's public face
+    _device_id,
+    _settings,
+    check_device_index,
+    device_count,
+    ensure_available,
+    from_numpy,
+    get_allow_tf32,
+    get_matmul_backend,
+    get_rng_state,
+    manual_seed,
+    rng,
+    set_allow_tf32,
+    set_matmul_backend,
+    set_rng_state,
+    set_target_checks,
+    to_numpy,
+)
 
 try:
     import cupy
@@ -39,158 +58,6 @@ except ImportError:  # the backend module imports; ensure_available says what is
 
 name = "cuda"
 xp = cupy
-
-_INSTALL_HINT = (
-    "pip install 'pydl[cuda12]' (CUDA 12 driver) or 'pydl[cuda13]' (CUDA 13 driver)"
-)
-
-# ----------------------------------------------------------------------------- settings
-_settings = {"matmul_backend": "pydl", "allow_tf32": False, "check_targets": True}
-
-
-def set_matmul_backend(backend: str) -> None:
-    """``"pydl"``: our GEMM kernels (default); ``"cupy"``: ``cupy.matmul`` (cuBLAS)."""
-    if backend not in ("pydl", "cupy"):
-        raise ValueError(f"matmul backend must be 'pydl' or 'cupy', got {backend!r}")
-    _settings["matmul_backend"] = backend
-
-
-def get_matmul_backend() -> str:
-    return _settings["matmul_backend"]
-
-
-def set_allow_tf32(flag: bool) -> None:
-    """Let float32 matmul run on TF32 tensor cores (inputs rounded to 10-bit mantissas)."""
-    _settings["allow_tf32"] = bool(flag)
-
-
-def get_allow_tf32() -> bool:
-    return _settings["allow_tf32"]
-
-
-def set_target_checks(flag: bool) -> None:
-    """Check cross-entropy targets on the host after each forward (one small sync)."""
-    _settings["check_targets"] = bool(flag)
-
-
-# ----------------------------------------------------------------------------- availability
-def ensure_available() -> None:
-    """Raise RuntimeError saying what is missing when CuPy or a usable GPU is absent."""
-    if cupy is None:
-        raise RuntimeError(f"the CUDA backend needs CuPy, which is not installed: {_INSTALL_HINT}")
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as exc:  # noqa: BLE001 - CUDARuntimeError, missing driver library...
-        raise RuntimeError(
-            f"CuPy is installed but CUDA is not usable (no NVIDIA driver or GPU?): {exc}"
-        ) from None
-    if count == 0:
-        raise RuntimeError("CuPy is installed but no CUDA device is visible")
-
-
-def device_count() -> int:
-    return int(cupy.cuda.runtime.getDeviceCount())
-
-
-def check_device_index(index: int) -> None:
-    count = device_count()
-    if not 0 <= index < count:
-        raise RuntimeError(f"cuda:{index} does not exist: {count} CUDA device(s) visible")
-
-
-def _device_id(device) -> int:
-    if device is None:
-        return cupy.cuda.runtime.getDevice()
-    if isinstance(device, int):
-        return device
-    index = getattr(device, "index", None)
-    if index is None and isinstance(device, str):
-        from . import as_device
-
-        index = as_device(device).index
-    return int(index or 0)
-
-
-# ----------------------------------------------------------------------------- random numbers
-class _Rng:
-    """A Generator-like face (random, standard_normal, integers) over CuPy's Philox generator.
-
-    The state is (seed, epoch): ``get_rng_state`` starts a new epoch, reseeding from
-    (seed, epoch), and returns it, so the draws after saving and after restoring agree.
-    """
-
-    def __init__(self, seed, epoch=0):
-        self.seed, self.epoch = seed, epoch
-        self._states = {}
-
-    def _state(self):
-        dev = cupy.cuda.runtime.getDevice()
-        rs = self._states.get(dev)
-        if rs is None:
-            from cupy_backends.cuda.libs import curand
-
-            mixed = None
-            if self.seed is not None:
-                mixed = int(np.random.SeedSequence([int(self.seed), self.epoch, dev])
-                            .generate_state(1, np.uint64)[0] >> 1)
-            rs = cupy.random.RandomState(mixed, method=curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
-            self._states[dev] = rs
-        return rs
-
-    def random(self, size=None, dtype=np.float64):
-        return self._state().random_sample(size=size, dtype=dtype)
-
-    def standard_normal(self, size=None, dtype=np.float64):
-        return self._state().standard_normal(size=size, dtype=dtype)
-
-    def integers(self, low, high=None, size=None):
-        if high is None:
-            low, high = 0, low
-        return self._state().randint(low, high, size=size, dtype=np.int64)
-
-
-_rng = _Rng(None)
-
-
-def manual_seed(seed: int) -> None:
-    global _rng
-    _rng = _Rng(int(seed))
-
-
-def rng() -> _Rng:
-    return _rng
-
-
-def get_rng_state() -> dict:
-    global _rng
-    if _rng.seed is None:  # unseeded: pick a seed now so the state can be restored
-        _rng = _Rng(int(np.random.SeedSequence().generate_state(1)[0]))
-    _rng = _Rng(_rng.seed, _rng.epoch + 1)
-    return {"seed": _rng.seed, "epoch": _rng.epoch}
-
-
-def set_rng_state(state: dict) -> None:
-    global _rng
-    _rng = _Rng(int(state["seed"]), int(state["epoch"]))
-
-
-# ----------------------------------------------------------------------------- host <-> device
-def to_numpy(array) -> np.ndarray:
-    """A NumPy copy of a device array."""
-    return array.get()
-
-
-def from_numpy(data, dtype=None, device=None):
-    """A CuPy array on ``device`` (default: the current one) from NumPy or CuPy data."""
-    with cupy.cuda.Device(_device_id(device)):
-        if isinstance(data, cupy.ndarray):
-            if data.device.id == cupy.cuda.runtime.getDevice():
-                return data.astype(dtype, copy=False) if dtype is not None else data
-            data = cupy.asarray(data)  # peer copy onto this device
-            return data.astype(dtype, copy=False) if dtype is not None else data
-        host = np.asarray(data, dtype=dtype)
-        return cupy.asarray(host)
-
 
 # ----------------------------------------------------------------------------- kernel plumbing
 _FUNCTIONS: dict = {}
@@ -213,6 +80,23 @@ def _function(filename: str, name_expr: str):
                 fn = module.get_function(name_expr)
                 _FUNCTIONS[key] = fn
     return fn
+
+
+def precompile(files=None) -> None:
+    """Compile every instance of ``files`` (default: all) now, one NVRTC run per file.
+
+    Lazy compilation builds one instance at a time; a test or benchmark session that will
+    use most of them saves the repeated parsing by calling this first.
+    """
+    dev = cupy.cuda.runtime.getDevice()
+    for filename in files or ck.KERNEL_FILES:
+        names = ck.instances()[filename]
+        if all((filename, n, dev) in _FUNCTIONS for n in names):
+            continue
+        module = cupy.RawModule(code=ck.kernel_source(filename), options=ck.NVRTC_OPTIONS,
+                                name_expressions=tuple(names))
+        for n in names:
+            _FUNCTIONS.setdefault((filename, n, dev), module.get_function(n))
 
 
 def _launch(filename, name_expr, grid, block, args):
@@ -254,7 +138,6 @@ def _on_device_of(array):
 
 def _on_device(fn):
     """Run a protocol kernel with its first array argument's GPU current."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(first, *args, **kwargs):
@@ -315,12 +198,20 @@ class _LruCache(collections.OrderedDict):
 
 
 # ----------------------------------------------------------------------------- GEMM planning
-def _pick_config(ctype, tiles_of, z):
-    """The large tile when it already fills the GPU, else the small one."""
+def _tiles(m, n, cfg):
+    return -(-m // cfg[0]) * -(-n // cfg[1])
+
+
+def _pick_config(ctype, m, n, z):
+    """The large tile when it fills the GPU without padding much more than the small one
+    (an M of 64 would waste half of every 128-row tile), else the small tile."""
     cfgs = ck.GEMM_CONFIGS[ctype]
-    if "large" in cfgs and tiles_of(cfgs["large"]) * z >= _sm_count():
-        return cfgs["large"]
-    return cfgs["small"]
+    large, small = cfgs.get("large"), cfgs["small"]
+    if large is not None and _tiles(m, n, large) * z >= _sm_count():
+        padded_large = _tiles(m, n, large) * large[0] * large[1]
+        if padded_large <= 1.25 * _tiles(m, n, small) * small[0] * small[1]:
+            return large
+    return small
 
 
 def _split_k(blocks, k, bk, min_chunk, max_splits=64):
@@ -399,12 +290,11 @@ def _gemm(ctype, a, b, trans_a, trans_b, out, m, n, k, batch):
     tf32 = ctype == "float" and _settings["allow_tf32"]
     if tf32:
         cfg = ck.TF32_TILE
-        tiles = -(-m // cfg[0]) * -(-n // cfg[1])
         name_expr = ck.matmul_tf32_name(ta, tb, vec)
     else:
-        cfg = _pick_config(ctype, lambda c: -(-m // c[0]) * -(-n // c[1]), batch)
-        tiles = -(-m // cfg[0]) * -(-n // cfg[1])
+        cfg = _pick_config(ctype, m, n, batch)
         name_expr = ck.matmul_name(ctype, cfg, ta, tb, vec)
+    tiles = _tiles(m, n, cfg)
     _check_i32("matmul", tiles=tiles)
     splits, chunk = _split_k(tiles * batch, k, cfg[2], 256)
     target = out if splits == 1 else xp.empty((batch, splits, m, n), out.dtype)
@@ -446,8 +336,8 @@ def _device_key():
 
 def _conv_launch(kind, ctype, out, m, ncols, k, groups, vec_a, args_of):
     """Plan tiles and split-K for an implicit GEMM and launch it (summing splits into out)."""
-    cfg = _pick_config(ctype, lambda c: -(-m // c[0]) * -(-ncols // c[1]), groups)
-    tiles = -(-m // cfg[0]) * -(-ncols // cfg[1])
+    cfg = _pick_config(ctype, m, ncols, groups)
+    tiles = _tiles(m, ncols, cfg)
     _check_i32(f"conv2d_{kind}", tiles=tiles, groups=groups)
     if groups > 65535:
         raise ValueError(f"conv2d: groups = {groups} exceeds the CUDA grid limit of 65535")
