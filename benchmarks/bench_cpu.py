@@ -6,22 +6,42 @@ table gives pydl's Python overhead per op on tiny tensors (autograd bookkeeping,
 math), next to PyTorch's when it is installed. Results go to benchmarks/results/cpu_kernels.json
 and .md, with the machine's description.
 
-    python benchmarks/bench_cpu.py            # about a minute on 2 cores
+    python benchmarks/bench_cpu.py                    # about a minute on 2 cores
+    python benchmarks/bench_cpu.py --blas-threads 0   # leave OpenBLAS's threads alone
+
+Both implementations call NumPy's matmul (OpenBLAS) for the GEMM of a convolution. By
+default OpenBLAS runs single-threaded here: on a small machine that other processes also use,
+its spinning threads stall for whole scheduler slices (a 0.2 ms GEMM measured 5 to 900 ms),
+which buries the kernels being compared. The C++ kernels keep all their threads.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 
-import numpy as np
+
+def _blas_threads_from_argv(default: str = "1") -> str:
+    """--blas-threads N (0: OpenBLAS's default); read before NumPy loads OpenBLAS."""
+    for i, arg in enumerate(sys.argv):
+        if arg.startswith("--blas-threads"):
+            return arg.split("=", 1)[1] if "=" in arg else sys.argv[i + 1]
+    return default
+
+
+BLAS_THREADS = _blas_threads_from_argv()
+if BLAS_THREADS != "0":
+    os.environ["OPENBLAS_NUM_THREADS"] = BLAS_THREADS
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
     machine_info,
     print_table,
-    time_ms,
+    time_stats,
     time_us_per_call,
     write_results,
 )
@@ -73,37 +93,43 @@ def conv_cases():
                lambda k, gy=gy, x=x, ws=ws, a=args: k.conv2d_backward_weight(gy, x, ws, *a), 10)
 
 
+def _ref_im2col(x, k, p, out_hw):
+    """The reference's im2col (N, 1, C*kH*kW, P), rearranged to the C++ layout (C*kH*kW, N*P)."""
+    cols = ref._im2col(x, k, (1, 1), p, (1, 1), 1, out_hw)
+    return cols[:, 0].transpose(1, 0, 2).reshape(-1, x.shape[0] * out_hw[0] * out_hw[1])
+
+
+def _ref_col2im(cols, xs, k, p, out_hw):
+    """The reference's col2im of C++-layout columns."""
+    c6 = cols.reshape(xs[1], k[0], k[1], xs[0], *out_hw).transpose(3, 0, 1, 2, 4, 5)
+    padded = (xs[2] + 2 * p[0], xs[3] + 2 * p[1])
+    return np.ascontiguousarray(ref._col2im(c6, padded, (1, 1), (1, 1), p, out_hw))
+
+
+def _ext_im2col(x, k, p, out_hw):
+    cols = np.empty((x.shape[1] * k[0] * k[1], x.shape[0] * out_hw[0] * out_hw[1]), DTYPE)
+    ext._C.im2col(x, cols, k, (1, 1), p, (1, 1))
+    return cols
+
+
+def _ext_col2im(cols, xs, k, p, out_hw):
+    gx = np.empty(xs, DTYPE)
+    ext._C.col2im(cols, gx, k, (1, 1), p, (1, 1))
+    return gx
+
+
 def im2col_cases():
     """im2col / col2im alone: the C++ kernels against the reference's strided-view versions."""
     for label, xs, k, p in [("LeNet conv2", (64, 6, 12, 12), (5, 5), (0, 0)),
                             ("3x3 p1", (32, 64, 16, 16), (3, 3), (1, 1))]:
         x = rand(*xs)
-        n, c, h, w = xs
-        ho, wo = h + 2 * p[0] - k[0] + 1, w + 2 * p[1] - k[1] + 1
+        out_hw = (xs[2] + 2 * p[0] - k[0] + 1, xs[3] + 2 * p[1] - k[1] + 1)
+        cols = _ext_im2col(x, k, p, out_hw)
         shape = f"{label}: x{xs} k{k}"
-        one = (1, 1)
-
-        def im2col(kernels, x=x, k=k, p=p, ho=ho, wo=wo):
-            if kernels is ref:  # (N, 1, C*kH*kW, P) -> the C++ layout (C*kH*kW, N*P)
-                cols = ref._im2col(x, k, one, p, one, 1, (ho, wo))
-                return cols[:, 0].transpose(1, 0, 2).reshape(-1, x.shape[0] * ho * wo)
-            cols = np.empty((x.shape[1] * k[0] * k[1], x.shape[0] * ho * wo), DTYPE)
-            cpu.extension._C.im2col(x, cols, k, one, p, one)
-            return cols
-
-        cols = im2col(ext)
-
-        def col2im(kernels, cols=cols, xs=xs, k=k, p=p, ho=ho, wo=wo):
-            if kernels is ref:
-                c6 = cols.reshape(xs[1], k[0], k[1], xs[0], ho, wo).transpose(3, 0, 1, 2, 4, 5)
-                padded = (xs[2] + 2 * p[0], xs[3] + 2 * p[1])
-                return np.ascontiguousarray(ref._col2im(c6, padded, one, one, p, (ho, wo)))
-            gx = np.empty(xs, DTYPE)
-            cpu.extension._C.col2im(cols, gx, k, one, p, one)
-            return gx
-
-        yield "im2col", shape, im2col, 1
-        yield "col2im", shape, col2im, 1
+        yield ("im2col", shape, lambda kn, a=(x, k, p, out_hw):
+               (_ref_im2col if kn is ref else _ext_im2col)(*a), 1)
+        yield ("col2im", shape, lambda kn, a=(cols, xs, k, p, out_hw):
+               (_ref_col2im if kn is ref else _ext_col2im)(*a), 1)
 
 
 def pool_cases():
@@ -179,19 +205,22 @@ def optimizer_cases():
         grads = [rand(*s) for s in shapes]
         for name, (n_states, step) in steps.items():
             states = [[np.abs(rand(*s)) for s in shapes] for _ in range(n_states)]
+            yield (name, f"{label}, {len(shapes)} tensors, {count:,} params",
+                   partial(_step_copies, step, params, grads, states), 1,
+                   partial(_step_in_place, step, grads, [a.copy() for a in params],
+                           [[a.copy() for a in st] for st in states]))
 
-            def run(kernels, step=step, states=states):
-                # each run steps a fresh copy, so validation compares the same update
-                p = [a.copy() for a in params]
-                s = [[a.copy() for a in st] for st in states]
-                step(kernels, p, grads, s)
-                return tuple(p)
 
-            def timed(kernels, step=step, p=[a.copy() for a in params],  # noqa: B006
-                      s=[[a.copy() for a in st] for st in states]):
-                step(kernels, p, grads, s)
+def _step_copies(step, params, grads, states, kernels):
+    """One step on fresh copies (for validation: both implementations see the same state)."""
+    p = [a.copy() for a in params]
+    step(kernels, p, grads, [[a.copy() for a in st] for st in states])
+    return tuple(p)
 
-            yield name, f"{label}, {len(shapes)} tensors, {count:,} params", run, 1, timed
+
+def _step_in_place(step, grads, params, states, kernels):
+    """One step in place (for timing: no copies)."""
+    step(kernels, params, grads, states)
 
 
 def all_cases():
@@ -239,10 +268,12 @@ def main():
     results = []
     for name, shape, run, scale, timed in all_cases():
         validate(f"{name} {shape}", run(ext), run(ref), scale)
-        t_ref = time_ms(lambda run=run, timed=timed: (timed or run)(ref), max_runs=20)
-        t_ext = time_ms(lambda run=run, timed=timed: (timed or run)(ext), max_runs=50)
+        s_ref = time_stats(partial(timed or run, ref), max_runs=20)
+        s_ext = time_stats(partial(timed or run, ext), max_runs=50)
+        t_ref, t_ext = s_ref["median_ms"], s_ext["median_ms"]
         results.append({"kernel": name, "shape": shape, "numpy_ms": t_ref, "cpp_ms": t_ext,
-                        "speedup": t_ref / t_ext})
+                        "speedup": t_ref / t_ext, "numpy_min_ms": s_ref["min_ms"],
+                        "cpp_min_ms": s_ext["min_ms"]})
         print(f"{name:24s} {shape:50s} {t_ref:9.3f} {t_ext:9.3f} {t_ref / t_ext:6.1f}x",
               flush=True)
     headers = ["kernel", "shape", "numpy ms", "C++ ms", "speedup"]
@@ -260,7 +291,9 @@ def main():
                               "Python overhead per op (fwd: y = op(a, b) with autograd on; "
                               "fwd+bwd: op(a, b).sum().backward())")
 
-    info = machine_info(threads=ext.num_threads(), dtype=np.dtype(DTYPE).name)
+    info = machine_info(cpp_threads=ext.num_threads(),
+                        openblas_threads=os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+                        extension_build=dict(ext._C.build_info()), dtype=np.dtype(DTYPE).name)
     try:
         import torch
 
@@ -276,7 +309,10 @@ def main():
     machine = "\n".join(f"- {k}: {v}" for k, v in info.items())
     markdown = (f"# CPU kernels: C++ (pydl._C) vs NumPy reference\n\n{machine}\n\n"
                 f"Median of repeated runs after warm-up; each C++ result validated against the "
-                f"reference first.\n\n{kernels_md}\n\n{summary}\n\n"
+                f"reference first. The conv2d rows include the GEMM, which both sides run "
+                f"in NumPy's matmul (OpenBLAS, {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
+                f" thread(s)); the C++ part of a convolution is im2col / col2im (its own rows), "
+                f"or the direct loops of depthwise layers.\n\n{kernels_md}\n\n{summary}\n\n"
                 f"## Python overhead per op (tiny tensors)\n\n{overhead_md}\n")
     paths = write_results("cpu_kernels", {"machine": info, "kernels": results,
                                           "overhead": overhead}, markdown)

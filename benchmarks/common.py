@@ -20,9 +20,9 @@ import numpy as np
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def time_ms(fn, *, warmup: int = 2, min_runs: int = 5, max_runs: int = 50,
-            min_time: float = 0.25, sync=None) -> float:
-    """Median wall time of ``fn()`` in milliseconds (time.perf_counter).
+def time_stats(fn, *, warmup: int = 2, min_runs: int = 5, max_runs: int = 50,
+               min_time: float = 0.25, sync=None) -> dict:
+    """Wall times of ``fn()`` in milliseconds (time.perf_counter): median, min, runs.
 
     Runs ``warmup`` untimed calls, then at least ``min_runs`` timed ones and more, up to
     ``max_runs``, until ``min_time`` seconds have been spent. ``sync`` (e.g. a device
@@ -34,13 +34,21 @@ def time_ms(fn, *, warmup: int = 2, min_runs: int = 5, max_runs: int = 50,
             sync()
     times = []
     start = time.perf_counter()
-    while len(times) < min_runs or (len(times) < max_runs and time.perf_counter() - start < min_time):
+    while len(times) < min_runs or (
+        len(times) < max_runs and time.perf_counter() - start < min_time
+    ):
         t0 = time.perf_counter()
         fn()
         if sync:
             sync()
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return {"median_ms": 1e3 * statistics.median(times), "min_ms": 1e3 * min(times),
+            "runs": len(times)}
+
+
+def time_ms(fn, **kwargs) -> float:
+    """Median wall time of ``fn()`` in milliseconds, after warm-up (see ``time_stats``)."""
+    return time_stats(fn, **kwargs)["median_ms"]
 
 
 def time_us_per_call(fn, *, calls: int = 2000, repeats: int = 5) -> float:
@@ -73,6 +81,9 @@ def machine_info(**extra) -> dict:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        # other processes competing for the cores make timings (especially threaded) noisy
+        "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]
+        if hasattr(os, "getloadavg") else None,
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,

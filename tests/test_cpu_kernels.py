@@ -50,6 +50,7 @@ CONV_CASES = [
     ((3, 4, 11, 13), (6, 3, 2), (2, 3), (1, 0), (2, 1), 2),
     ((2, 6, 9, 8), (6, 5, 3), (3, 2), (2, 1), (1, 2), 3),
     ((1, 5, 6, 7), (5, 3, 3), (1, 1), (0, 2), (1, 1), 5),  # depthwise
+    ((2, 4, 9, 10), (12, 3, 3), (2, 1), (1, 2), (2, 1), 4),  # depthwise, 3 outputs per group
     ((0, 3, 5, 5), (2, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # empty batch
     ((2, 3, 5, 5), (0, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # no output channels
     ((2, 2, 4, 4), (3, 5, 5), (2, 2), (2, 2), (1, 1), 1),  # kernel wider than input
@@ -579,3 +580,101 @@ def test_ext_optimizer_big_tensors_and_odd_layouts():
             ref.adam_step(rp, grads, rm, rv, None, step=step, **opts)
         for a, b in zip(p + m + v, rp + rm + rv, strict=True):
             close(a, b, np.float32)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0][0] and c[1][0]])
+def test_ext_direct_conv2d_matches_reference(case, dtype):
+    # the wrapper sends only depthwise layers here; the kernels take any grouping
+    x, w, stride, padding, dilation, groups = conv_inputs(case, dtype)
+    args = (stride, padding, dilation, groups)
+    y = ref.conv2d_forward(x, w, *args)
+    got = np.empty_like(y)
+    ext._C.conv2d_direct_forward(x, w, got, stride, padding, dilation, groups)
+    same(got, y, dtype)
+    gy = rand(y.shape, dtype, np.random.default_rng(3))
+    got = np.empty_like(x)
+    ext._C.conv2d_direct_backward_data(gy, w, got, stride, padding, dilation, groups)
+    same(got, ref.conv2d_backward_data(gy, w, x.shape, *args), dtype)
+
+
+@needs_ext
+def test_ext_kernels_reject_wrong_arrays():
+    x = np.zeros((2, 3, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="C-contiguous writeable float32"):
+        ext._C.im2col(x, np.zeros((27, 50), np.float64), (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="cols"):
+        ext._C.im2col(x, np.zeros((27, 49), np.float32), (3, 3), (1, 1), (1, 1), (1, 1))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        ext._C.softmax_forward(np.zeros((2, 2), np.int64), np.zeros((2, 2), np.int64))
+
+
+def _parallel_results(dtype=np.float32):
+    """Kernel results on inputs big enough to be split over threads."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((16, 8, 20, 20)).astype(dtype)
+    w = rng.standard_normal((12, 8, 3, 3)).astype(dtype)
+    logits = rng.standard_normal((300, 257)).astype(dtype)
+    params = [rng.standard_normal(70001).astype(dtype), rng.standard_normal((3, 5)).astype(dtype)]
+    sgd = dict(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.01, nesterov=True,
+               maximize=False, first_step=True)
+    out = {}
+    for name, kernels in (("ref", ref), ("ext", ext)):
+        p = [a.copy() for a in params]
+        kernels.sgd_step(p, [a * 0.5 for a in params], [np.zeros_like(a) for a in params], **sgd)
+        out[name] = [
+            kernels.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1),
+            kernels.softmax_forward(logits),
+            kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))[1],
+            kernels.avg_pool2d_backward(x, (16, 8, 40, 40), (2, 2), (2, 2), (0, 0)),
+        ] + p
+    return out
+
+
+@needs_ext
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_ext_results_do_not_depend_on_threads(threads):
+    try:
+        ext.set_num_threads(threads)
+        assert ext.num_threads() == threads
+        out = _parallel_results()
+    finally:
+        ext.set_num_threads(0)
+    for got, want in zip(out["ext"], out["ref"], strict=True):
+        close(got, want, np.float32, scale=10.0)
+
+
+def _child_runs_kernels(queue):
+    out = _parallel_results()
+    queue.put(all(np.allclose(a, b, rtol=1e-3, atol=1e-4)
+                  for a, b in zip(out["ext"], out["ref"], strict=True)))
+
+
+@needs_ext
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork()")
+def test_ext_thread_pool_survives_fork():
+    import multiprocessing
+
+    _parallel_results()  # the parent's pool is running
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_child_runs_kernels, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0, "the forked child hung or crashed in a parallel kernel"
+    assert queue.get(timeout=5)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ext_optimizer_sqrt_is_accurate_over_its_range(dtype):
+    # the C++ steps use a vectorizable sqrt; Adagrad with g = 1, lr = 1 and eps = 0 from
+    # p = 0 gives p = -1 / sqrt(s0 + 1), so s0 + 1 = v probes sqrt over many magnitudes
+    tiny = np.finfo(dtype).tiny
+    v = np.logspace(np.log10(tiny) + 1, np.log10(np.finfo(dtype).max) - 1, 5001).astype(dtype)
+    v = v[v > 2]  # s0 = v - 1 is exact only for v well above 1
+    p, g, s = np.zeros_like(v), np.ones_like(v), v - dtype(1)
+    ext.adagrad_step([p], [g], [s], lr=1.0, lr_decay=0.0, weight_decay=0.0, eps=0.0, step=1,
+                     maximize=False)
+    np.testing.assert_allclose(-1 / p, np.sqrt(s), rtol=4 * np.finfo(dtype).eps, atol=0)

@@ -18,6 +18,14 @@ void col2im(const py::array& cols, py::array& gx, std::vector<index_t> kernel,
             std::vector<index_t> stride, std::vector<index_t> padding,
             std::vector<index_t> dilation);
 
+// conv2d_direct.cc: y and gx are outputs (overwritten).
+void conv2d_direct_forward(const py::array& x, const py::array& w, py::array& y,
+                           std::vector<index_t> stride, std::vector<index_t> padding,
+                           std::vector<index_t> dilation, index_t groups);
+void conv2d_direct_backward_data(const py::array& gy, const py::array& w, py::array& gx,
+                                 std::vector<index_t> stride, std::vector<index_t> padding,
+                                 std::vector<index_t> dilation, index_t groups);
+
 // pool.cc
 void max_pool2d_forward(const py::array& x, py::array& y, py::array& argmax,
                         std::vector<index_t> kernel, std::vector<index_t> stride,
@@ -43,6 +51,9 @@ index_t cross_entropy_backward(const py::array& grad_loss, const py::array& logi
                                const py::array& lse, const py::array& target,
                                const py::object& weight, std::int64_t ignore_index,
                                double label_smoothing, py::array& glogits);
+
+// parallel.cc
+py::dict build_info();  // compiler, whether math errno is on, SIMD clones, threads
 
 // optim.cc: each returns false (and changes nothing) when an array is not eligible.
 bool sgd_step(const py::sequence& params, const py::sequence& grads,

@@ -8,13 +8,18 @@ namespace py = pybind11;
 using namespace py::literals;
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "pydl CPU kernels (C++17, OpenMP); use them through pydl.backend.cpu";
+  m.doc() = "pydl CPU kernels (C++17, threads + SIMD); use them through pydl.backend.cpu";
   using pydl::index_t;
 
   m.def("im2col", &pydl::im2col, "x"_a, "cols"_a, "kernel"_a, "stride"_a, "padding"_a,
         "dilation"_a);
   m.def("col2im", &pydl::col2im, "cols"_a, "gx"_a, "kernel"_a, "stride"_a, "padding"_a,
         "dilation"_a);
+
+  m.def("conv2d_direct_forward", &pydl::conv2d_direct_forward, "x"_a, "w"_a, "y"_a,
+        "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
+  m.def("conv2d_direct_backward_data", &pydl::conv2d_direct_backward_data, "gy"_a, "w"_a,
+        "gx"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
 
   m.def("max_pool2d_forward", &pydl::max_pool2d_forward, "x"_a, "y"_a, "argmax"_a, "kernel"_a,
         "stride"_a, "padding"_a);
@@ -45,6 +50,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("adagrad_step", &pydl::adagrad_step, "params"_a, "grads"_a, "state_sums"_a, "lr"_a,
         "lr_decay"_a, "weight_decay"_a, "eps"_a, "step"_a, "maximize"_a);
 
-  m.def("num_threads", [] { return omp_get_max_threads(); },
-        "The number of OpenMP threads the kernels use.");
+  m.def("build_info", &pydl::build_info, "How the extension was compiled, and its threads.");
+  m.def("num_threads", &pydl::num_threads, "The number of threads the kernels use.");
+  m.def("set_num_threads", &pydl::set_num_threads, "threads"_a,
+        "Use this many threads (0: the default, OMP_NUM_THREADS or the CPUs available).");
 }

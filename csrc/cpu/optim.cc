@@ -4,12 +4,14 @@
 // the NumPy reference in pydl/backend/cpu_reference.py).
 //
 // One call updates a whole list of parameters: every tensor is cut into chunks of 16K
-// elements, and OpenMP threads take chunks from the combined list (dynamic schedule), so a
-// model of many small tensors and one of a few big ones both keep every thread busy. Each
+// elements, and the threads (parallel_blocks) share the combined list of chunks, so a model
+// of many small tensors and one of a few big ones both keep every thread busy. Each
 // element is read and written exactly once per step (the fusion: the reference makes a
 // temporary per arithmetic operation). The per-chunk loops are vectorized and compiled for
-// AVX2+FMA and the baseline (PYDL_CLONES); options that decide which state arrays exist are
-// template parameters, the others are loop-invariant selects.
+// AVX-512, AVX2+FMA and the baseline (PYDL_CLONES); options that decide which state arrays
+// exist are template parameters, the others are loop-invariant selects. Square roots use
+// sqrt_vec (common.h): std::sqrt would keep these loops scalar unless built with
+// -fno-math-errno.
 //
 // Each entry point returns false, having touched nothing, when an array is not a
 // C-contiguous writeable array of the parameters' dtype and size; the Python wrapper then
@@ -84,13 +86,13 @@ void run_chunks(const std::vector<Slot<T>>& slots, Fn&& fn) {
       chunks.emplace_back(i, b, std::min(slots[i].n, b + kChunk));
     total += slots[i].n;
   }
-  const index_t nchunks = static_cast<index_t>(chunks.size());
   py::gil_scoped_release release;
-#pragma omp parallel for schedule(dynamic, 1) if (total >= kParallelGrain && nchunks > 1)
-  for (index_t k = 0; k < nchunks; ++k) {
-    const auto& [i, b, e] = chunks[k];
-    fn(slots[i], b, e);
-  }
+  parallel_blocks(static_cast<index_t>(chunks.size()), total, [&](index_t c0, index_t c1) {
+    for (index_t k = c0; k < c1; ++k) {
+      const auto& [i, b, e] = chunks[k];
+      fn(slots[i], b, e);
+    }
+  });
 }
 
 // Calls f(T{}) for the parameters' dtype; false when the first parameter is not an array of
@@ -161,7 +163,7 @@ PYDL_CLONES void adam_range(const Slot<T>& s, index_t b, index_t e, const AdamHy
       vi = vmax[i] > vi ? vmax[i] : vi;
       vmax[i] = vi;
     }
-    const T denom = std::sqrt(vi) / h.bias2_sqrt + h.eps;
+    const T denom = sqrt_vec(vi) / h.bias2_sqrt + h.eps;
     p[i] = pi - h.step_size * mi / denom;
   }
 }
@@ -192,9 +194,9 @@ PYDL_CLONES void rmsprop_range(const Slot<T>& s, index_t b, index_t e,
     if constexpr (Centered) {
       const T a = ga[i] + h.one_minus_alpha * (gi - ga[i]);
       ga[i] = a;
-      avg = std::sqrt(si - a * a) + h.eps;
+      avg = sqrt_vec(si - a * a) + h.eps;
     } else {
-      avg = std::sqrt(si) + h.eps;
+      avg = sqrt_vec(si) + h.eps;
     }
     if constexpr (Momentum) {
       const T m = buf[i] * h.momentum + gi / avg;
@@ -225,7 +227,7 @@ PYDL_CLONES void adagrad_range(const Slot<T>& s, index_t b, index_t e, const Ada
     gi = decay ? gi + h.weight_decay * p[i] : gi;
     const T si = sum[i] + gi * gi;
     sum[i] = si;
-    p[i] -= h.clr * gi / (std::sqrt(si) + h.eps);
+    p[i] -= h.clr * gi / (sqrt_vec(si) + h.eps);
   }
 }
 
@@ -272,7 +274,7 @@ bool adam_step(const py::sequence& params, const py::sequence& grads, const py::
                          T(decoupled ? 0.0 : weight_decay),
                          T(decoupled ? 1 - lr * weight_decay : 1.0),
                          T(lr / (1 - std::pow(beta1, double(step)))),
-                         T(std::sqrt(1 - std::pow(beta2, double(step)))),
+                         T(sqrt_vec(1 - std::pow(beta2, double(step)))),
                          T(maximize ? -1 : 1)};
     if (amsgrad)
       run_chunks(slots, [&](const Slot<T>& s, index_t b, index_t e) {

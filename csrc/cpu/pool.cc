@@ -7,9 +7,12 @@
 // avg_pool2d_forward / _backward: mean over each window with zero padding; the divisor is
 //   kH * kW (count_include_pad) or the number of real input elements in the window.
 //
-// Every (n, c) plane is independent: OpenMP gives each thread a contiguous block of planes
-// (parallel_blocks), so backward's scatter never races and needs no atomics. Each output's
-// window is clipped to the input once, so the inner loops carry no bounds tests.
+// Every (n, c) plane is independent: the threads take contiguous blocks of planes
+// (parallel_blocks), so backward's scatter never races and needs no atomics. Within a plane
+// the loops go one output row at a time: for each window tap (i, j), over every output of
+// the row, with the range of outputs whose input is inside the image computed once per tap.
+// That inner loop has no loop-carried dependency and vectorizes (stride 1 and 2 are
+// compile-time constants); PYDL_CLONES compiles it for AVX-512, AVX2 and the baseline.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -23,18 +26,6 @@ namespace {
 
 struct Window {
   index_t H, W, Ho, Wo, kh, kw, sh, sw, ph, pw;
-  // The input rows [h0, h1) and columns [w0, w1) that output (ho, wo) covers.
-  PYDL_INLINE void clip(index_t ho, index_t wo, index_t& h0, index_t& h1, index_t& w0,
-                        index_t& w1) const {
-    const index_t hs = ho * sh - ph, ws = wo * sw - pw;
-    h0 = std::max<index_t>(hs, 0);
-    h1 = std::min<index_t>(hs + kh, H);
-    w0 = std::max<index_t>(ws, 0);
-    w1 = std::min<index_t>(ws + kw, W);
-  }
-  index_t divisor(index_t h0, index_t h1, index_t w0, index_t w1, bool include_pad) const {
-    return include_pad ? kh * kw : std::max<index_t>((h1 - h0) * (w1 - w0), 1);
-  }
 };
 
 Window make_window(const py::array& x, const py::array& y, const std::vector<index_t>& k,
@@ -47,30 +38,51 @@ Window make_window(const py::array& x, const py::array& y, const std::vector<ind
                 s[0],       s[1],       p[0],       p[1]};
 }
 
-template <class T>
-void max_pool_planes(const T* x, T* y, std::int64_t* arg, const Window& g, index_t p0,
-                     index_t p1) {
+// Calls f(h, woff, lo, hi) for every tap of the windows of output row ho that lies inside
+// the image: input row h, input column wo * stride + woff for the outputs wo in [lo, hi).
+template <int Stride, class F>
+PYDL_INLINE void for_each_window_tap(const Window& g, index_t ho, F&& f) {
+  const index_t sw = Stride ? Stride : g.sw, hs = ho * g.sh - g.ph;
+  for (index_t h = std::max<index_t>(hs, 0); h < std::min(hs + g.kh, g.H); ++h)
+    for (index_t j = 0; j < g.kw; ++j) {
+      const index_t woff = j - g.pw;
+      index_t lo, hi;
+      inside(woff, sw, g.W, g.Wo, lo, hi);
+      f(h, woff, lo, hi);
+    }
+}
+
+// One output row at a time, visiting the window offsets in row-major order and, for each,
+// every output of the row: the inner loop over wo has no loop-carried dependency and
+// vectorizes (a window-at-a-time loop is a chain of dependent compares and selects).
+// Stride is a template argument for the common strides 1 and 2 (0: any, read from g), so
+// the compiler sees a fixed access pattern.
+template <class T, int Stride>
+PYDL_CLONES void max_pool_planes(const T* x, T* y, std::int64_t* arg, const Window& window,
+                                 index_t p0, index_t p1) {
+  const Window g = window;  // a local copy: the output stores cannot alias its fields
+  const index_t sw = Stride ? Stride : g.sw;
   for (index_t p = p0; p < p1; ++p) {
     const T* xp = x + p * g.H * g.W;
-    T* yp = y + p * g.Ho * g.Wo;
-    std::int64_t* ap = arg + p * g.Ho * g.Wo;
-    for (index_t ho = 0; ho < g.Ho; ++ho)
-      for (index_t wo = 0; wo < g.Wo; ++wo) {
-        index_t h0, h1, w0, w1;
-        g.clip(ho, wo, h0, h1, w0, w1);
-        T best = -std::numeric_limits<T>::infinity();
-        std::int64_t at = -1;
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) {
-            const T v = xp[h * g.W + w];
-            if (at < 0 || v > best || (std::isnan(v) && !std::isnan(best))) {
-              best = v;
-              at = h * g.W + w;
-            }
-          }
-        yp[ho * g.Wo + wo] = best;
-        ap[ho * g.Wo + wo] = at;
-      }
+    for (index_t ho = 0; ho < g.Ho; ++ho) {
+      T* __restrict best = y + (p * g.Ho + ho) * g.Wo;
+      std::int64_t* __restrict at = arg + (p * g.Ho + ho) * g.Wo;
+      std::fill(best, best + g.Wo, -std::numeric_limits<T>::infinity());
+      std::fill(at, at + g.Wo, std::int64_t(-1));
+      for_each_window_tap<Stride>(g, ho, [&](index_t h, index_t woff, index_t lo, index_t hi) {
+        const T* __restrict row = xp + h * g.W;
+#pragma omp simd
+        for (index_t wo = lo; wo < hi; ++wo) {
+          // the first element, a larger one, or the first NaN takes the place
+          const index_t w = wo * sw + woff;
+          const T v = row[w], b = best[wo];
+          const std::int64_t a = at[wo];
+          const bool take = (a < 0) | (v > b) | ((v != v) & (b == b));
+          best[wo] = take ? v : b;
+          at[wo] = take ? h * g.W + w : a;
+        }
+      });
+    }
   }
 }
 
@@ -94,39 +106,61 @@ bool max_pool_backward_planes(const T* gy, const std::int64_t* arg, T* gx, index
   return ok;
 }
 
+// 1 / divisor of each output of row ho: kH * kW, or the real input elements of the window.
 template <class T>
-void avg_pool_planes(const T* x, T* y, const Window& g, bool include_pad, index_t p0,
-                     index_t p1) {
-  for (index_t p = p0; p < p1; ++p) {
-    const T* xp = x + p * g.H * g.W;
-    T* yp = y + p * g.Ho * g.Wo;
-    for (index_t ho = 0; ho < g.Ho; ++ho)
-      for (index_t wo = 0; wo < g.Wo; ++wo) {
-        index_t h0, h1, w0, w1;
-        g.clip(ho, wo, h0, h1, w0, w1);
-        T s = 0;
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
-        yp[ho * g.Wo + wo] = s / T(g.divisor(h0, h1, w0, w1, include_pad));
-      }
+PYDL_INLINE void avg_inverse_divisors(const Window& g, index_t ho, bool include_pad, T* inv) {
+  const index_t hs = ho * g.sh - g.ph;
+  const index_t rows = std::min(hs + g.kh, g.H) - std::max<index_t>(hs, 0);
+  for (index_t wo = 0; wo < g.Wo; ++wo) {
+    const index_t ws = wo * g.sw - g.pw;
+    const index_t cols = std::min(ws + g.kw, g.W) - std::max<index_t>(ws, 0);
+    inv[wo] = T(1) / T(include_pad ? g.kh * g.kw : std::max<index_t>(rows * cols, 1));
   }
 }
 
-template <class T>
-void avg_pool_backward_planes(const T* gy, T* gx, const Window& g, bool include_pad,
-                              index_t p0, index_t p1) {
+// Row at a time like max pooling: sum the window taps into the output row, then scale.
+template <class T, int Stride>
+PYDL_CLONES void avg_pool_planes(const T* x, T* y, const Window& window, bool include_pad,
+                                 index_t p0, index_t p1) {
+  const Window g = window;
+  const index_t sw = Stride ? Stride : g.sw;
+  std::vector<T> inv(g.Ho * g.Wo);
+  for (index_t ho = 0; ho < g.Ho; ++ho) avg_inverse_divisors(g, ho, include_pad, &inv[ho * g.Wo]);
+  for (index_t p = p0; p < p1; ++p) {
+    const T* xp = x + p * g.H * g.W;
+    for (index_t ho = 0; ho < g.Ho; ++ho) {
+      T* __restrict yr = y + (p * g.Ho + ho) * g.Wo;
+      for (index_t wo = 0; wo < g.Wo; ++wo) yr[wo] = T(0);
+      for_each_window_tap<Stride>(g, ho, [&](index_t h, index_t woff, index_t lo, index_t hi) {
+        const T* __restrict row = xp + h * g.W;
+        for (index_t wo = lo; wo < hi; ++wo) yr[wo] += row[wo * sw + woff];
+      });
+      const T* __restrict iv = &inv[ho * g.Wo];
+      for (index_t wo = 0; wo < g.Wo; ++wo) yr[wo] *= iv[wo];
+    }
+  }
+}
+
+template <class T, int Stride>
+PYDL_CLONES void avg_pool_backward_planes(const T* gy, T* gx, const Window& window,
+                                          bool include_pad, index_t p0, index_t p1) {
+  const Window g = window;
+  const index_t sw = Stride ? Stride : g.sw;
+  std::vector<T> inv(g.Ho * g.Wo), share(g.Wo);
+  for (index_t ho = 0; ho < g.Ho; ++ho) avg_inverse_divisors(g, ho, include_pad, &inv[ho * g.Wo]);
   std::fill(gx + p0 * g.H * g.W, gx + p1 * g.H * g.W, T(0));
   for (index_t p = p0; p < p1; ++p) {
-    const T* gp = gy + p * g.Ho * g.Wo;
     T* o = gx + p * g.H * g.W;
-    for (index_t ho = 0; ho < g.Ho; ++ho)
-      for (index_t wo = 0; wo < g.Wo; ++wo) {
-        index_t h0, h1, w0, w1;
-        g.clip(ho, wo, h0, h1, w0, w1);
-        const T share = gp[ho * g.Wo + wo] / T(g.divisor(h0, h1, w0, w1, include_pad));
-        for (index_t h = h0; h < h1; ++h)
-          for (index_t w = w0; w < w1; ++w) o[h * g.W + w] += share;
-      }
+    for (index_t ho = 0; ho < g.Ho; ++ho) {
+      const T* __restrict gr = gy + (p * g.Ho + ho) * g.Wo;
+      const T* __restrict iv = &inv[ho * g.Wo];
+      T* __restrict sh = share.data();
+      for (index_t wo = 0; wo < g.Wo; ++wo) sh[wo] = gr[wo] * iv[wo];
+      for_each_window_tap<Stride>(g, ho, [&](index_t h, index_t woff, index_t lo, index_t hi) {
+        T* __restrict row = o + h * g.W;
+        for (index_t wo = lo; wo < hi; ++wo) row[wo * sw + woff] += sh[wo];
+      });
+    }
   }
 }
 
@@ -146,8 +180,10 @@ void max_pool2d_forward(const py::array& x, py::array& y, py::array& argmax,
     T* yp = mptr<T>(y);
     std::int64_t* ap = mptr<std::int64_t>(argmax);
     py::gil_scoped_release release;
-    parallel_blocks(planes, y.size() * g.kh * g.kw, [&](index_t p0, index_t p1) {
-      max_pool_planes(xp, yp, ap, g, p0, p1);
+    with_stride(g.sw, [&](auto s) {
+      parallel_blocks(planes, y.size() * g.kh * g.kw, [&](index_t p0, index_t p1) {
+        max_pool_planes<T, decltype(s)::value>(xp, yp, ap, g, p0, p1);
+      });
     });
   });
 }
@@ -187,8 +223,10 @@ void avg_pool2d_forward(const py::array& x, py::array& y, std::vector<index_t> k
     const T* xp = cptr<T>(x);
     T* yp = mptr<T>(y);
     py::gil_scoped_release release;
-    parallel_blocks(planes, y.size() * g.kh * g.kw, [&](index_t p0, index_t p1) {
-      avg_pool_planes(xp, yp, g, count_include_pad, p0, p1);
+    with_stride(g.sw, [&](auto s) {
+      parallel_blocks(planes, y.size() * g.kh * g.kw, [&](index_t p0, index_t p1) {
+        avg_pool_planes<T, decltype(s)::value>(xp, yp, g, count_include_pad, p0, p1);
+      });
     });
   });
 }
@@ -205,8 +243,10 @@ void avg_pool2d_backward(const py::array& gy, py::array& gx, std::vector<index_t
     const T* gp = cptr<T>(gy);
     T* o = mptr<T>(gx);
     py::gil_scoped_release release;
-    parallel_blocks(planes, gy.size() * g.kh * g.kw + gx.size(), [&](index_t p0, index_t p1) {
-      avg_pool_backward_planes(gp, o, g, count_include_pad, p0, p1);
+    with_stride(g.sw, [&](auto s) {
+      parallel_blocks(planes, gy.size() * g.kh * g.kw + gx.size(), [&](index_t p0, index_t p1) {
+        avg_pool_backward_planes<T, decltype(s)::value>(gp, o, g, count_include_pad, p0, p1);
+      });
     });
   });
 }

@@ -8,11 +8,14 @@
 //   and label smoothing, and its gradient, exactly as in pydl/backend/base.py; lse is the
 //   row's logsumexp, computed once in forward and reused in backward.
 //
-// An array is viewed as (rows, C) with C its last dimension. Rows are independent: OpenMP
-// splits them into one contiguous block per thread (parallel_blocks). Within a row every
-// pass (max, exp-and-sum, scale) is a vectorized loop (omp simd reductions, exp_nonpos),
-// compiled for AVX2+FMA and the baseline (PYDL_CLONES). Cross-entropy checks the targets
-// before any work and returns the first bad row (or -1) for the wrapper to report.
+// An array is viewed as (rows, C) with C its last dimension. Rows are independent: the
+// threads take contiguous blocks of rows (parallel_blocks). Within a row every pass (max,
+// exp-and-sum, scale) is a vectorized loop (omp simd reductions, exp_nonpos), compiled for
+// AVX-512, AVX2 and the baseline (PYDL_CLONES); short rows (a few classes) are processed a
+// block of rows at a time so that exp still runs as one long vector loop. Cross-entropy
+// checks the targets before any work and returns the first bad row (or -1) for the wrapper
+// to report.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -44,8 +47,56 @@ PYDL_INLINE T row_log_sum(const T* x, index_t n, T* shift_out) {
   return std::log(s);
 }
 
+// Rows shorter than kShortRow (10 classes, say) take a blocked path: within a row the
+// vector loops would be mostly remainder handling, so a block of rows is processed in
+// passes: per-row shifts (short scalar loops), then exp over the whole block as one long
+// vector loop, then per-row sums and scaling.
+constexpr index_t kShortRow = 64;
+constexpr index_t kBlock = 2048;  // elements per block of short rows
+
+// The rows per block for rows of length n (n < kShortRow).
+PYDL_INLINE index_t block_rows(index_t n) {
+  return std::max<index_t>(kBlock / std::max<index_t>(n, 1), 1);
+}
+
+// e[r * n + c] = exp(x[r * n + c] - shift[r]) for `rows` rows.
+template <class T>
+PYDL_INLINE void block_exp(const T* x, const T* shift, T* __restrict e, index_t rows,
+                           index_t n) {
+  for (index_t r = 0; r < rows; ++r)
+    for (index_t c = 0; c < n; ++c) e[r * n + c] = x[r * n + c] - shift[r];
+#pragma omp simd
+  for (index_t i = 0; i < rows * n; ++i) e[i] = exp_nonpos(e[i]);
+}
+
+template <class T>
+PYDL_INLINE T finite_or_zero(T m) {
+  return std::isfinite(m) ? m : T(0);
+}
+
+template <class T>
+PYDL_INLINE T short_sum(const T* v, index_t n) {
+  T s = 0;
+  for (index_t c = 0; c < n; ++c) s += v[c];
+  return s;
+}
+
 template <class T>
 PYDL_CLONES void softmax_rows(const T* x, T* y, index_t r0, index_t r1, index_t n) {
+  if (n < kShortRow) {
+    T shift[kBlock];
+    for (index_t b = r0; b < r1; b += block_rows(n)) {
+      const index_t rows = std::min(block_rows(n), r1 - b);
+      for (index_t r = 0; r < rows; ++r) shift[r] = row_max(x + (b + r) * n, n);
+      block_exp(x + b * n, shift, y + b * n, rows, n);
+      for (index_t r = 0; r < rows; ++r) {
+        T* yr = y + (b + r) * n;
+        const T inv = T(1) / short_sum(yr, n);
+        for (index_t c = 0; c < n; ++c) yr[c] *= inv;
+      }
+    }
+    return;
+  }
   for (index_t r = r0; r < r1; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -65,6 +116,21 @@ PYDL_CLONES void softmax_rows(const T* x, T* y, index_t r0, index_t r1, index_t 
 
 template <class T>
 PYDL_CLONES void log_softmax_rows(const T* x, T* y, index_t r0, index_t r1, index_t n) {
+  if (n < kShortRow) {
+    T shift[kBlock], e[kBlock];
+    for (index_t b = r0; b < r1; b += block_rows(n)) {
+      const index_t rows = std::min(block_rows(n), r1 - b);
+      for (index_t r = 0; r < rows; ++r) shift[r] = finite_or_zero(row_max(x + (b + r) * n, n));
+      block_exp(x + b * n, shift, e, rows, n);
+      for (index_t r = 0; r < rows; ++r) {
+        const T log_sum = std::log(short_sum(e + r * n, n));
+        const T* xr = x + (b + r) * n;
+        T* yr = y + (b + r) * n;
+        for (index_t c = 0; c < n; ++c) yr[c] = (xr[c] - shift[r]) - log_sum;
+      }
+    }
+    return;
+  }
   for (index_t r = r0; r < r1; ++r) {
     const T* xr = x + r * n;
     T* yr = y + r * n;
@@ -92,6 +158,15 @@ PYDL_CLONES void softmax_backward_rows(const T* gy, const T* y, T* gx, index_t r
 template <class T>
 PYDL_CLONES void log_softmax_backward_rows(const T* gy, const T* y, T* gx, index_t r0,
                                            index_t r1, index_t n) {
+  if (n < kShortRow) {  // exp(y) over the whole range as one vector loop, then per row
+#pragma omp simd
+    for (index_t i = r0 * n; i < r1 * n; ++i) gx[i] = exp_nonpos(y[i]);
+    for (index_t r = r0; r < r1; ++r) {
+      const T sum = short_sum(gy + r * n, n);
+      for (index_t c = 0; c < n; ++c) gx[r * n + c] = gy[r * n + c] - gx[r * n + c] * sum;
+    }
+    return;
+  }
   for (index_t r = r0; r < r1; ++r) {
     const T *g = gy + r * n, *yr = y + r * n;
     T* o = gx + r * n;
@@ -120,60 +195,94 @@ struct XentArgs {
   T weight_sum;   // sum_c w[c]
 };
 
+// The loss of row r given its logsumexp (0 for an ignored row).
+template <class T>
+PYDL_INLINE T xent_row_loss(const XentArgs<T>& a, index_t r, T lse) {
+  const index_t n = a.C;
+  const T* x = a.logits + r * n;
+  const std::int64_t t = a.target[r];
+  if (t == a.ignore_index) return T(0);
+  const T wt = a.weight ? a.weight[t] : T(1);
+  T loss = a.keep * (wt * (lse - x[t]));
+  if (a.smooth != T(0)) {
+    T s = 0;
+    if (a.weight) {
+#pragma omp simd reduction(+ : s)
+      for (index_t c = 0; c < n; ++c) s += a.weight[c] * (lse - x[c]);
+    } else {
+#pragma omp simd reduction(+ : s)
+      for (index_t c = 0; c < n; ++c) s += lse - x[c];
+    }
+    loss += a.smooth * s;
+  }
+  return loss;
+}
+
 template <class T>
 PYDL_CLONES void xent_forward_rows(const XentArgs<T>& a, index_t r0, index_t r1) {
   const index_t n = a.C;
-  for (index_t r = r0; r < r1; ++r) {
-    const T* x = a.logits + r * n;
-    T shift;
-    const T lse = row_log_sum(x, n, &shift) + shift;
-    a.lse_out[r] = lse;
-    const std::int64_t t = a.target[r];
-    if (t == a.ignore_index) {
-      a.out[r] = 0;
-      continue;
-    }
-    const T wt = a.weight ? a.weight[t] : T(1);
-    T loss = a.keep * (wt * (lse - x[t]));
-    if (a.smooth != T(0)) {
-      T s = 0;
-      if (a.weight) {
-#pragma omp simd reduction(+ : s)
-        for (index_t c = 0; c < n; ++c) s += a.weight[c] * (lse - x[c]);
-      } else {
-#pragma omp simd reduction(+ : s)
-        for (index_t c = 0; c < n; ++c) s += lse - x[c];
+  if (n < kShortRow) {
+    T shift[kBlock], e[kBlock];
+    for (index_t b = r0; b < r1; b += block_rows(n)) {
+      const index_t rows = std::min(block_rows(n), r1 - b);
+      for (index_t r = 0; r < rows; ++r)
+        shift[r] = finite_or_zero(row_max(a.logits + (b + r) * n, n));
+      block_exp(a.logits + b * n, shift, e, rows, n);
+      for (index_t r = 0; r < rows; ++r) {
+        const T lse = std::log(short_sum(e + r * n, n)) + shift[r];
+        a.lse_out[b + r] = lse;
+        a.out[b + r] = xent_row_loss(a, b + r, lse);
       }
-      loss += a.smooth * s;
     }
-    a.out[r] = loss;
+    return;
   }
+  for (index_t r = r0; r < r1; ++r) {
+    T shift;
+    const T lse = row_log_sum(a.logits + r * n, n, &shift) + shift;
+    a.lse_out[r] = lse;
+    a.out[r] = xent_row_loss(a, r, lse);
+  }
+}
+
+// glogits of row r from its softmax p (which may be the output row itself).
+template <class T>
+PYDL_INLINE void xent_row_grad(const XentArgs<T>& a, index_t r, const T* p, T* o) {
+  const index_t n = a.C;
+  const std::int64_t t = a.target[r];
+  if (t == a.ignore_index) {
+    std::fill(o, o + n, T(0));
+    return;
+  }
+  const T g = a.grad_loss[r], wt = a.weight ? a.weight[t] : T(1);
+  const T scale = g * (a.keep * wt + a.smooth * a.weight_sum), gs = g * a.smooth;
+  if (a.weight) {
+#pragma omp simd
+    for (index_t c = 0; c < n; ++c) o[c] = p[c] * scale - gs * a.weight[c];
+  } else {
+#pragma omp simd
+    for (index_t c = 0; c < n; ++c) o[c] = p[c] * scale - gs;
+  }
+  o[t] -= g * a.keep * wt;
 }
 
 template <class T>
 PYDL_CLONES void xent_backward_rows(const XentArgs<T>& a, index_t r0, index_t r1) {
   const index_t n = a.C;
+  if (n < kShortRow) {  // softmax of a block of rows into the output, then each row's gradient
+    for (index_t b = r0; b < r1; b += block_rows(n)) {
+      const index_t rows = std::min(block_rows(n), r1 - b);
+      block_exp(a.logits + b * n, a.lse + b, a.out + b * n, rows, n);
+      for (index_t r = b; r < b + rows; ++r) xent_row_grad(a, r, a.out + r * n, a.out + r * n);
+    }
+    return;
+  }
   for (index_t r = r0; r < r1; ++r) {
     const T* x = a.logits + r * n;
     T* o = a.out + r * n;
-    const std::int64_t t = a.target[r];
-    if (t == a.ignore_index) {
-      std::fill(o, o + n, T(0));
-      continue;
-    }
-    const T g = a.grad_loss[r], lse = a.lse[r];
-    const T wt = a.weight ? a.weight[t] : T(1);
-    const T scale = g * (a.keep * wt + a.smooth * a.weight_sum);
-    if (a.weight) {
-      const T gs = g * a.smooth;
+    const T lse = a.lse[r];
 #pragma omp simd
-      for (index_t c = 0; c < n; ++c) o[c] = exp_nonpos(x[c] - lse) * scale - gs * a.weight[c];
-    } else {
-      const T gs = g * a.smooth;
-#pragma omp simd
-      for (index_t c = 0; c < n; ++c) o[c] = exp_nonpos(x[c] - lse) * scale - gs;
-    }
-    o[t] -= g * a.keep * wt;
+    for (index_t c = 0; c < n; ++c) o[c] = exp_nonpos(x[c] - lse);
+    xent_row_grad(a, r, o, o);
   }
 }
 
@@ -251,8 +360,10 @@ void softmax_forward(const py::array& x, py::array& y) {
 }
 
 void log_softmax_forward(const py::array& x, py::array& y) {
-  row_kernel("log_softmax_forward", x, y, [](auto* src, auto* dst, index_t r0, index_t r1,
-                                              index_t n) { log_softmax_rows(src, dst, r0, r1, n); });
+  row_kernel("log_softmax_forward", x, y,
+             [](auto* src, auto* dst, index_t r0, index_t r1, index_t n) {
+               log_softmax_rows(src, dst, r0, r1, n);
+             });
 }
 
 void softmax_backward(const py::array& gy, const py::array& y, py::array& gx) {

@@ -7,22 +7,30 @@ take (empty arrays, dtypes other than float32/float64, mixed dtypes, optimizer s
 odd layout) go to the reference, so every call gives the reference's answer.
 
 Convolution is im2col (C++) + GEMM (NumPy's matmul, i.e. OpenBLAS) + a transpose. The GEMM
-stays with BLAS because a portable hand-written blocked GEMM runs several times slower than
-OpenBLAS on the same cores (see benchmarks/results/cpu_kernels.md); the C++ side builds the
-columns of the whole batch in the (C*kH*kW, N*Ho*Wo) layout, so each group is one large GEMM
-instead of one small GEMM per image, and col2im scatters back without NumPy's slice-adds. The
-batch is processed in chunks that bound the column buffer (``COLS_BUDGET`` elements).
+stays with BLAS: on one core of the dev machine OpenBLAS ran a 64 x 576 x 8192 SGEMM at
+105 GFLOP/s against 41 GFLOP/s for a cache-blocked, compiler-vectorized C++ GEMM (see
+csrc/cpu/conv2d.cc), and for every layer but depthwise ones the GEMM is most of the time.
+The C++ side builds the columns of a chunk of images in the (C*kH*kW, B*Ho*Wo) layout, so each
+group is one large GEMM instead of one small GEMM per image, and col2im scatters back without
+NumPy's slice-adds. Chunks bound the column buffer to ``COLS_BUDGET`` elements (4 MB in
+float32, so it stays in cache between im2col and the GEMM). Layers with one input and at most
+``DIRECT_MAX_OUT`` output channels per group (depthwise) run forward and backward-data as
+direct loops (``_C.conv2d_direct_*``): there the GEMMs are too thin to pay for the columns.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _C  # noqa: F401 - ImportError here means: no extension, use the references
+from .. import _C  # ImportError here means: no extension, cpu.py keeps the references
 from . import cpu_reference as reference
 
 #: the largest column buffer (elements) conv2d builds at once; bigger batches are chunked.
-COLS_BUDGET = 1 << 22
+COLS_BUDGET = 1 << 20
+#: direct loops instead of im2col + GEMM when a group has one input channel and at most this
+#: many output channels (measured on 3x3 depthwise layers: 1.6x to 9x faster with 1 or 2
+#: outputs per group, even with 4; slower with 6, LeNet's first layer)
+DIRECT_MAX_OUT = 4
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -38,8 +46,13 @@ def _pair(v):
 
 
 def num_threads() -> int:
-    """The number of OpenMP threads the C++ kernels use."""
+    """The number of threads the C++ kernels use (default: OMP_NUM_THREADS or the CPUs)."""
     return _C.num_threads()
+
+
+def set_num_threads(threads: int) -> None:
+    """Use ``threads`` threads in the C++ kernels (0: back to the default)."""
+    _C.set_num_threads(int(threads))
 
 
 # ----------------------------------------------------------------------------- convolution
@@ -53,6 +66,10 @@ def _conv_plan(x_shape, w_shape, stride, padding, dilation, groups, name):
     ho, wo = reference.window_output_hw(name, (h, w), (kh, kw), stride, padding, dilation)
     chunk = max(1, min(n, COLS_BUDGET // max(1, c * kh * kw * ho * wo)))
     return ho, wo, (c // groups) * kh * kw, chunk
+
+
+def _direct(w_shape, groups) -> bool:
+    return w_shape[1] == 1 and w_shape[0] // groups <= DIRECT_MAX_OUT
 
 
 def _grouped_gy(gy, n0, b, groups, og, p):
@@ -70,8 +87,11 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
     o, p = w.shape[0], ho * wo
-    wg = np.ascontiguousarray(w).reshape(groups, o // groups, k)
     y = np.empty((n, o, ho, wo), x.dtype)
+    if _direct(w.shape, groups):
+        _C.conv2d_direct_forward(x, np.ascontiguousarray(w), y, stride, padding, dilation, groups)
+        return y
+    wg = np.ascontiguousarray(w).reshape(groups, o // groups, k)
     buf = np.empty(c * w.shape[2] * w.shape[3] * chunk * p, x.dtype)
     for n0 in range(0, n, chunk):
         b = min(chunk, n - n0)
@@ -92,8 +112,12 @@ def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
                                   "conv2d_backward_data")
     gy = np.ascontiguousarray(gy)
     n, o, p = x_shape[0], w.shape[0], ho * wo
-    wt = np.ascontiguousarray(w).reshape(groups, o // groups, k).transpose(0, 2, 1)
     gx = np.empty(x_shape, gy.dtype)
+    if _direct(w.shape, groups):
+        _C.conv2d_direct_backward_data(gy, np.ascontiguousarray(w), gx, stride, padding, dilation,
+                                       groups)
+        return gx
+    wt = np.ascontiguousarray(w).reshape(groups, o // groups, k).transpose(0, 2, 1)
     for n0 in range(0, n, chunk):
         b = min(chunk, n - n0)
         cols = np.matmul(wt, _grouped_gy(gy, n0, b, groups, o // groups, p))  # (G, K, b*P)
