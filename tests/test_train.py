@@ -5,7 +5,7 @@ import pytest
 
 import pydl
 from pydl import nn
-from pydl.cli import split_digits
+from pydl.recipes.common import split_digits
 from pydl.train import (CSVLogger, EarlyStopping, Model, ModelCheckpoint, Sequential,
                         TerminateOnNaN, confusion_matrix, metrics)
 
@@ -132,13 +132,12 @@ def test_digits_split_is_stratified_and_disjoint():
 
 
 def _digits_accuracy(model_name, epochs):
-    from argparse import Namespace
+    from pydl.cli import parse, run
 
-    from pydl.cli import run
-
-    args = Namespace(model=model_name, dataset="digits", epochs=epochs, batch_size=32, lr=None,
-                     device="cpu", seed=0, out=None, plot=False, quiet=True)
-    return args, run
+    argv = ["--model", model_name, "--device", "cpu", "--quiet"]
+    if epochs is not None:
+        argv += ["--epochs", str(epochs)]
+    return parse(argv), run
 
 
 def test_cli_train_mlp_quick(tmp_path, capsys):
