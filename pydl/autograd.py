@@ -224,6 +224,9 @@ class Function:
         from .tensor import Tensor
 
         tensors = [a for a in args if isinstance(a, Tensor)]
+        for t in tensors:  # a view whose root was written in place since: rebuild its graph
+            if t._view is not None and t._view[0]._ctx is not t._view[2]:
+                t._refresh_view()
         if len(tensors) > 1:
             dev = tensors[0].device
             for t in tensors[1:]:
@@ -259,7 +262,12 @@ class Function:
                 t._out_index = i
             results.append(t)
         if record:
-            ctx._inputs = tuple(args)
+            # the graph edge of each input: the node that produced it *now* (a later in-place
+            # op may give the tensor a new node; this op must still send its gradient here)
+            ctx._inputs = tuple(
+                (a, a._ctx, a._out_index) if isinstance(a, Tensor) and a._requires_grad else None
+                for a in args
+            )
             ctx._outputs_meta = tuple((o.shape, o.dtype) for o in outs)
             ctx._bind_versions(tensors + results)
         return tuple(results) if multiple else results[0]
@@ -290,9 +298,9 @@ def _topological_order(roots):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        for inp in node._inputs:
-            if isinstance(inp, Tensor) and inp._ctx is not None and id(inp._ctx) not in visited:
-                stack.append((inp._ctx, False))
+        for edge in node._inputs:
+            if edge is not None and edge[1] is not None and id(edge[1]) not in visited:
+                stack.append((edge[1], False))
     order.reverse()
     return order
 
@@ -310,17 +318,18 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
     captured = {}
     used = set()  # ids of arrays already handed to a leaf: the next leaf gets a copy
 
-    def send(t, g):
+    def send(t, node, index, g):
+        """Add gradient ``g`` to output ``index`` of graph node ``node`` (tensor ``t``)."""
         g = _as_array(g)
         if capture is not None and id(t) in capture:
             prev = captured.get(id(t))
             captured[id(t)] = g if prev is None else _as_array(prev + g)
-            if t._ctx is None:
+            if node is None:
                 return
-        if t._ctx is not None:
-            slots = pending.setdefault(id(t._ctx), [None] * len(t._ctx._outputs_meta))
-            prev = slots[t._out_index]
-            slots[t._out_index] = g if prev is None else _as_array(prev + g)
+        if node is not None:
+            slots = pending.setdefault(id(node), [None] * len(node._outputs_meta))
+            prev = slots[index]
+            slots[index] = g if prev is None else _as_array(prev + g)
         elif capture is None and t.requires_grad:
             prev = leaf_grads.get(id(t))
             leaf_grads[id(t)] = (t, g if prev is None else _as_array(prev[1] + g))
@@ -334,10 +343,10 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
                 "requires_grad=True?)"
             )
         used.add(id(g))
-        if t._ctx is None:
-            send(t, g)
-        else:
-            send(t, g)
+        if t._view is not None and t._view[0]._ctx is not t._view[2]:
+            t._refresh_view()
+        send(t, t._ctx, t._out_index, g)
+        if t._ctx is not None:
             roots.append(t._ctx)
 
     for ctx in _topological_order(roots):
@@ -366,9 +375,10 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
                 f"{ctx._fn.__name__}.backward returned {len(in_grads)} gradients but forward "
                 f"took {len(inputs)} inputs"
             )
-        for inp, g in zip(inputs, in_grads):
-            if g is None or not isinstance(inp, Tensor) or not inp.requires_grad:
+        for edge, g in zip(inputs, in_grads):
+            if g is None or edge is None:
                 continue
+            inp = edge[0]
             if g.shape != inp.data.shape:
                 raise RuntimeError(
                     f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
@@ -378,7 +388,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
                 _check_finite(g, f"{ctx._fn.__name__}.backward")
             if g.dtype != inp.data.dtype:
                 g = g.astype(inp.data.dtype)
-            send(inp, g)
+            send(inp, edge[1], edge[2], g)
         if not retain_graph:
             ctx._release()
 

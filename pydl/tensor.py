@@ -78,7 +78,7 @@ class Tensor:
     """
 
     __slots__ = (
-        "data", "grad", "_requires_grad", "_ctx", "_out_index", "_version", "name",
+        "data", "grad", "_requires_grad", "_ctx", "_out_index", "_version", "_view", "name",
         "__weakref__",
     )
     __array_priority__ = 1000  # numpy scalars on the left defer to our operators
@@ -95,6 +95,7 @@ class Tensor:
         self._ctx = None
         self._out_index = 0
         self._version = [0]  # shared with views: one in-place write bumps them all
+        self._view = None  # (root, fn, root's node) when this tensor is a view: functions/views.py
         self.name = None
         self._requires_grad = False
         if requires_grad:
@@ -108,6 +109,7 @@ class Tensor:
         t._ctx = None
         t._out_index = 0
         t._version = [0]
+        t._view = None
         t.name = None
         t._requires_grad = requires_grad
         return t
@@ -321,50 +323,130 @@ class Tensor:
         return self.fill_(0)
 
     # -- in-place ------------------------------------------------------------------------
+    # Three paths. _inplace: a raw write with no graph (under no_grad, or nothing requires
+    # grad). _rebase: an in-place op recorded by autograd (self gets the op's node).
+    # _rebase_view: the same for a view, which also re-points its root's graph (views.py).
     def _bump(self):
         self._version[0] += 1
 
-    def _inplace(self, write):
-        """Run ``write(data, xp)`` on the data with no graph (used under no_grad)."""
-        if autograd.is_grad_enabled() and self.requires_grad and self._ctx is None:
+    def _check_writable(self):
+        for n, stride in zip(self.data.shape, self.data.strides):
+            if stride == 0 and n > 1:
+                raise RuntimeError(
+                    f"in-place write into a tensor of shape {self.shape} whose elements share "
+                    "memory (an expand()/broadcast_to() view): one write would land in several "
+                    "elements. Write into a .clone() instead."
+                )
+
+    def _needs_graph(self, args=()):
+        """Whether an in-place op on self (with ``args``) must be recorded by autograd."""
+        if not autograd.is_grad_enabled():
+            return False
+        if self._requires_grad or any(isinstance(a, Tensor) and a._requires_grad for a in args):
+            return True
+        return self._view is not None and self._view[0]._requires_grad
+
+    def _check_not_leaf(self):
+        if self._ctx is None and self._requires_grad:
             raise RuntimeError(
                 "a leaf tensor that requires grad is used in an in-place operation; wrap it in "
                 "`with pydl.no_grad():` (as optimizers do) or work on a clone"
+            )
+        if self._view is not None:
+            root = self._view[0]
+            if root._ctx is None and root._requires_grad:
+                raise RuntimeError(
+                    f"a view of a leaf tensor that requires grad (shape {root.shape}) is used "
+                    "in an in-place operation; wrap it in `with pydl.no_grad():` or work on a "
+                    "clone of the leaf"
+                )
+
+    def _check_no_alias(self, args):
+        """Refuse ``x.op_(y)`` where y reads memory that the write to x changes."""
+        xp = backend_of(self.data).xp
+        for a in args:
+            if not isinstance(a, Tensor) or a._version is not self._version or a is self:
+                continue
+            overlap = xp.may_share_memory(self.data, a.data)
+            if overlap and xp is np:
+                try:
+                    overlap = np.shares_memory(self.data, a.data, max_work=10**6)
+                except Exception:  # noqa: BLE001 - TooHardError: too costly to decide
+                    overlap = True
+            if overlap:
+                raise RuntimeError(
+                    f"in-place operation on a tensor of shape {self.shape} reads an argument of "
+                    f"shape {a.shape} that overlaps the memory being written; pass a .clone() "
+                    "of the argument"
+                )
+
+    def _inplace(self, write):
+        """Run ``write(data, xp)`` on the data with no graph (grad mode off, or no graph)."""
+        self._check_writable()
+        if self._needs_graph():
+            self._check_not_leaf()
+            raise RuntimeError(
+                "this in-place operation is not differentiable and the tensor is part of an "
+                "autograd graph; run it under `with pydl.no_grad():` or on a .detach()ed tensor"
             )
         write(self.data, backend_of(self.data).xp)
         self._bump()
         return self
 
+    def _refresh_view(self):
+        """Rebuild this view's graph as ``ViewOf(root)`` after its root was written in place."""
+        from .functions.views import ViewOf
+
+        root, fn, _ = self._view
+        if not autograd.is_grad_enabled():
+            return
+        if root._requires_grad:
+            v = ViewOf.apply(root, fn)
+            self._ctx, self._out_index, self._requires_grad = v._ctx, 0, True
+        self._view = (root, fn, root._ctx)
+
     def _rebase(self, fn, *args):
         """In-place op with autograd: compute ``fn(self, *args)`` and make self its output."""
-        if autograd.is_grad_enabled() and (
-            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args)
-        ):
-            if self._ctx is None and self.requires_grad:
-                raise RuntimeError(
-                    "a leaf tensor that requires grad is used in an in-place operation; wrap "
-                    "it in `with pydl.no_grad():` or work on a clone"
-                )
-            # the old value gets its own buffer and version counter: the write below must not
-            # change what the new node computed from (ops that saved self itself still see
-            # the version bump and raise at backward)
-            old = Tensor._make(self.data.copy(), self._requires_grad)
-            old._ctx, old._out_index = self._ctx, self._out_index
-            out = fn(old, *args)
-            if out.shape != self.shape:
-                raise RuntimeError(
-                    f"in-place result of shape {out.shape} cannot be written into a tensor of "
-                    f"shape {self.shape}"
-                )
-            self.data[...] = out.data
-            self._bump()
+        self._check_writable()
+        if not self._needs_graph(args):
+            with autograd.no_grad():
+                out = fn(self, *args)
+            self._write_result(out)
+            return self
+        self._check_not_leaf()
+        self._check_no_alias(args)
+        if self._view is not None and self._view[0]._ctx is not self._view[2]:
+            self._refresh_view()
+        # the old value gets its own buffer and version counter: the write below must not
+        # change what the new node computed from (ops that saved self itself still see the
+        # version bump and raise at backward)
+        old = Tensor._make(self.data.copy(), self._requires_grad)
+        old._ctx, old._out_index = self._ctx, self._out_index
+        out = fn(old, *(old if a is self else a for a in args))  # x.mul_(x) reads the old x
+        self._write_result(out)
+        if out._ctx is not None:
+            # the op read its arguments before the write; those that share our version counter
+            # (other views of the same memory, checked not to overlap) are still what it saw
+            out._ctx._saved_versions = tuple(
+                (box, box[0] if box is self._version else v, shape)
+                for box, v, shape in out._ctx._saved_versions
+            )
+        if self._view is None:
             self._ctx, self._out_index = out._ctx, out._out_index
             self._requires_grad = out._requires_grad
-            if self._ctx is not None:  # point the graph at the rebased tensor's data
-                self._ctx._outputs_meta = out._ctx._outputs_meta
             return self
-        with autograd.no_grad():
-            out = fn(self, *args)
+        # a view: its root now holds the new values in the view's region
+        from .functions.views import CopySlices, ViewOf
+
+        root, view_fn, _ = self._view
+        r = CopySlices.apply(root, out, view_fn)
+        root._ctx, root._out_index, root._requires_grad = r._ctx, 0, r._requires_grad
+        v = ViewOf.apply(root, view_fn)
+        self._ctx, self._out_index, self._requires_grad = v._ctx, 0, v._requires_grad
+        self._view = (root, view_fn, root._ctx)
+        return self
+
+    def _write_result(self, out):
         if out.shape != self.shape:
             raise RuntimeError(
                 f"in-place result of shape {out.shape} cannot be written into a tensor of "
@@ -372,7 +454,14 @@ class Tensor:
             )
         self.data[...] = out.data.astype(self.dtype, copy=False)
         self._bump()
-        return self
+
+    def _overwrite(self, make):
+        """Replace every element with ``make()`` (an array); recorded when there's a graph."""
+        if self._needs_graph():
+            xp = backend_of(self.data).xp
+            keep = Tensor._make(xp.zeros(self.shape, dtype=bool))
+            return self._rebase(lambda t: _F().where(keep, t, Tensor._make(make())))
+        return self._inplace(lambda d, xp: d.__setitem__(..., make()))
 
     def add_(self, other, alpha=1):
         if alpha != 1:
@@ -398,11 +487,8 @@ class Tensor:
 
     def fill_(self, value):
         v = value.item() if isinstance(value, Tensor) else value
-        if autograd.is_grad_enabled() and self._ctx is not None and self.requires_grad:
-            # a non-leaf in the graph: the filled tensor no longer depends on its old value
-            xp = backend_of(self.data).xp
-            keep = Tensor._make(xp.zeros(self.shape, dtype=bool))
-            return self._rebase(lambda t: _F().where(keep, t, v))
+        if self._needs_graph():
+            return self._overwrite(lambda: backend_of(self.data).xp.full(self.shape, v, self.dtype))
         return self._inplace(lambda d, xp: d.fill(v) if d.ndim else d.__setitem__((), v))
 
     def copy_(self, src):
@@ -415,13 +501,13 @@ class Tensor:
         from .creation import rand
 
         r = rand(*self.shape, dtype=self.dtype, device=self.device)
-        return self._inplace(lambda d, xp: d.__setitem__(..., r.data * (b - a) + a))
+        return self._overwrite(lambda: r.data * (b - a) + a)
 
     def normal_(self, mean=0.0, std=1.0):
         from .creation import randn
 
         r = randn(*self.shape, dtype=self.dtype, device=self.device)
-        return self._inplace(lambda d, xp: d.__setitem__(..., r.data * std + mean))
+        return self._overwrite(lambda: r.data * std + mean)
 
     def __iadd__(self, other):
         return self.add_(other)
@@ -436,9 +522,8 @@ class Tensor:
         return self.div_(other)
 
     def __setitem__(self, key, value):
-        if not autograd.is_grad_enabled() or not (
-            self.requires_grad or (isinstance(value, Tensor) and value.requires_grad)
-        ):  # no graph to keep: write straight into the buffer
+        if not self._needs_graph((value,)):  # no graph to keep: write straight into the buffer
+            self._check_writable()
             _F().indexing._write_inplace(self, key, value)
             return
         self._rebase(lambda t, v: _F().index_put(t, key, v), value)

@@ -39,10 +39,10 @@ struct Slot {
 
 template <class T>
 bool array_of(py::handle h, index_t n, bool write, T** out) {
-  if (!py::isinstance<py::array>(h)) return false;
+  // array_t<T, c_style> checks an equivalent dtype (native byte order) and C-contiguity
+  if (!py::isinstance<py::array_t<T, py::array::c_style>>(h)) return false;
   auto a = py::reinterpret_borrow<py::array>(h);
-  if (!a.dtype().is(py::dtype::of<T>()) || !(a.flags() & py::array::c_style) || a.size() != n ||
-      (write && !a.writeable()))
+  if (a.size() != n || (write && !a.writeable()))
     return false;
   *out = static_cast<T*>(const_cast<void*>(a.data()));
   return true;
@@ -103,8 +103,8 @@ bool with_param_dtype(const py::sequence& params, F&& f) {
   py::handle p0 = params[0];
   if (!py::isinstance<py::array>(p0)) return false;
   auto a = py::reinterpret_borrow<py::array>(p0);
-  if (a.dtype().is(py::dtype::of<float>())) return f(float{});
-  if (a.dtype().is(py::dtype::of<double>())) return f(double{});
+  if (py::isinstance<py::array_t<float>>(a)) return f(float{});
+  if (py::isinstance<py::array_t<double>>(a)) return f(double{});
   return false;
 }
 

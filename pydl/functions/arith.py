@@ -49,29 +49,36 @@ class Sub(Function):
 class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        # keep only what backward needs (d/da needs b, d/db needs a): x * 2 saves nothing
+        # of x, so writing into x in place afterwards stays legal
+        need_a, need_b = ctx.needs_input_grad
+        ctx.shapes = (_shape(a), _shape(b))
+        ctx.save_for_backward(b if need_a else None, a if need_b else None)
         return a * b
 
     @staticmethod
     def backward(ctx, g):
-        a, b = ctx.saved_tensors
+        b, a = ctx.saved_tensors
+        sa, sb = ctx.shapes
         return (
-            sum_to_shape(g * b, _shape(a)) if ctx.needs_input_grad[0] else None,
-            sum_to_shape(g * a, _shape(b)) if ctx.needs_input_grad[1] else None,
+            sum_to_shape(g * b, sa) if ctx.needs_input_grad[0] else None,
+            sum_to_shape(g * a, sb) if ctx.needs_input_grad[1] else None,
         )
 
 
 class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
+        ctx.shapes = (_shape(a), _shape(b))
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return a / b
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
-        ga = sum_to_shape(g / b, _shape(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to_shape(-g * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
+        sa, sb = ctx.shapes
+        ga = sum_to_shape(g / b, sa) if ctx.needs_input_grad[0] else None
+        gb = sum_to_shape(-g * a / (b * b), sb) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 

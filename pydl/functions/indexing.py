@@ -17,6 +17,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
+from .views import share_if_view
 
 __all__ = [
     "getitem", "index_put", "index_put_", "gather", "scatter", "scatter_add", "index_select",
@@ -225,10 +226,9 @@ def getitem(x, key) -> Tensor:
     """``x[key]`` with NumPy semantics; basic indexing gives a view, advanced a copy."""
     key, advanced = _normalize_key(x, key)
     out = GetItem.apply(x, key, advanced)
-    a, b = out.data, x.data
-    if a.size and b.size and xp_of(b).may_share_memory(a, b):
-        out._version = x._version  # a view: in-place writes to either are seen by both
-    return out
+    if advanced:  # a copy
+        return out
+    return share_if_view(out, x, lambda a: a[key])
 
 
 # -- x[key] = value, out of place ------------------------------------------------------------

@@ -20,6 +20,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
+from .views import share_if_view
 
 __all__ = [
     "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "transpose",
@@ -126,12 +127,9 @@ def _view_possible(shape, strides, new_shape) -> bool:
     return view_d == -1
 
 
-def _share_version(out: Tensor, inp: Tensor) -> Tensor:
-    """Give a view the version counter of its base (only when it really aliases memory)."""
-    a, b = out.data, inp.data
-    if a.size and b.size and xp_of(b).may_share_memory(a, b):
-        out._version = inp._version
-    return out
+def _share_version(out: Tensor, inp: Tensor, fn) -> Tensor:
+    """Mark ``out = fn(inp)`` as a view of ``inp`` when it really aliases its memory."""
+    return share_if_view(out, inp, fn)
 
 
 def _check_tensor(x, op: str) -> Tensor:
@@ -153,7 +151,7 @@ class Reshape(Function):
 
 
 def _reshape(x: Tensor, shape: tuple) -> Tensor:
-    return _share_version(Reshape.apply(x, shape), x)
+    return _share_version(Reshape.apply(x, shape), x, lambda a: a.reshape(shape))
 
 
 def reshape(x, *shape) -> Tensor:
@@ -236,7 +234,7 @@ def permute(x, *dims) -> Tensor:
     norm = tuple(_dim(d, x.ndim, "permute") for d in dims)
     if sorted(norm) != list(range(x.ndim)):
         raise RuntimeError(f"permute: dims {dims} are not a permutation of {x.ndim} dims")
-    return _share_version(Permute.apply(x, norm), x)
+    return _share_version(Permute.apply(x, norm), x, lambda a: a.transpose(norm))
 
 
 def transpose(x, dim0, dim1) -> Tensor:
@@ -249,7 +247,8 @@ def transpose(x, dim0, dim1) -> Tensor:
     d0, d1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
     perm = list(range(x.ndim))
     perm[d0], perm[d1] = perm[d1], perm[d0]
-    return _share_version(Permute.apply(x, tuple(perm)), x)
+    perm = tuple(perm)
+    return _share_version(Permute.apply(x, perm), x, lambda a: a.transpose(perm))
 
 
 swapaxes = transpose
@@ -352,7 +351,7 @@ def expand(x, *sizes) -> Tensor:
                 f"non-singleton dimension {i}; target sizes {sizes}, tensor shape {x.shape}"
             )
     out = tuple(out)
-    return _share_version(Expand.apply(x, out), x)
+    return _share_version(Expand.apply(x, out), x, lambda a: xp_of(a).broadcast_to(a, out))
 
 
 def expand_as(x, other) -> Tensor:
@@ -510,7 +509,12 @@ class Unbind(Function):
 
 def _split_sizes(x, d, sizes, op):
     outs = Split.apply(x, tuple(sizes), d)
-    return tuple(_share_version(o, x) for o in outs)
+    lead = (slice(None),) * d
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return tuple(
+        _share_version(o, x, lambda a, k=lead + (slice(s, s + n),): a[k])
+        for o, s, n in zip(outs, starts, sizes)
+    )
 
 
 def split(x, split_size_or_sections, dim=0) -> tuple:
@@ -559,7 +563,10 @@ def unbind(x, dim=0) -> tuple:
     d = _dim(dim, x.ndim, "unbind")
     if x.shape[d] == 0:
         return ()
-    return tuple(_share_version(o, x) for o in Unbind.apply(x, d))
+    lead = (slice(None),) * d
+    return tuple(
+        _share_version(o, x, lambda a, k=lead + (i,): a[k]) for i, o in enumerate(Unbind.apply(x, d))
+    )
 
 
 def narrow(x, dim, start, length) -> Tensor:
