@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(PY) -m pip install -q matplotlib
 	$(PY) benchmarks/bench_cpu.py
 	$(PY) benchmarks/bench_gpu.py
+	$(PY) benchmarks/bench_train.py
+	$(PY) benchmarks/plot.py
 
 kernels: $(STAMP)
 	$(PY) -m pytest -q tests/test_cuda_compile.py

@@ -46,6 +46,48 @@ def time_stats(fn, *, warmup: int = 2, min_runs: int = 5, max_runs: int = 50,
             "runs": len(times)}
 
 
+def time_stats_interleaved(fns: dict, *, warmup: int = 2, min_runs: int = 5,
+                           max_runs: int = 50, min_time: float = 0.5, syncs=None) -> dict:
+    """``time_stats`` for several functions at once, taking turns: a, b, a, b, ...
+
+    For comparing two implementations on a machine whose load changes: each gets a run
+    in every round, so a busy second slows both instead of biasing their ratio. Stops after
+    ``max_runs`` rounds, or once ``min_runs`` rounds are done and ``min_time`` seconds have
+    passed. ``syncs`` maps a name to its synchronize function (inside the timed region).
+
+    Besides wall time it records the process's CPU time per run (``time.process_time``: all
+    its threads), which waiting for a core does not inflate: on a machine shared with
+    other work the wall-time median can be several scheduler slices above the real cost,
+    while the CPU time stays put (spinning BLAS threads do count as CPU time).
+    Returns ``{name: {"median_ms", "min_ms", "cpu_time_median_ms", "runs"}}``.
+    """
+    syncs = syncs or {}
+
+    def run(name):
+        fns[name]()
+        if syncs.get(name):
+            syncs[name]()
+
+    for name in fns:
+        for _ in range(warmup):
+            run(name)
+    wall = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < min_runs or (rounds < max_runs and time.perf_counter() - start < min_time):
+        for name in fns:
+            c0, t0 = time.process_time(), time.perf_counter()
+            run(name)
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+        rounds += 1
+    return {name: {"median_ms": 1e3 * statistics.median(wall[name]),
+                   "min_ms": 1e3 * min(wall[name]),
+                   "cpu_time_median_ms": 1e3 * statistics.median(cpu[name]),
+                   "runs": rounds} for name in fns}
+
+
 def time_ms(fn, **kwargs) -> float:
     """Median wall time of ``fn()`` in milliseconds, after warm-up (see ``time_stats``)."""
     return time_stats(fn, **kwargs)["median_ms"]
@@ -75,6 +117,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_note(start_load: float | None = None) -> str:
+    """One line on how busy the machine is (1-minute load average against the cores), so a
+    results file says whether other processes competed for the CPU while it was measured.
+    ``start_load``: the load average when the run began, to report both."""
+    if not hasattr(os, "getloadavg"):
+        return "unknown (no load average on this OS)"
+    now, cores = os.getloadavg()[0], os.cpu_count() or 1
+    seen = now if start_load is None else max(now, start_load)
+    text = (f"1-minute load average {now:.1f} on {cores} cores" if start_load is None else
+            f"1-minute load average {start_load:.1f} at the start, {now:.1f} at the end, "
+            f"on {cores} cores")
+    if seen > 0.5 * cores:
+        return text + ": shared/loaded, other processes competed for the cores, so times " \
+                      "are noisy (ratios measured in the same run hold up better)"
+    return text + ": mostly idle"
+
+
 def machine_info(**extra) -> dict:
     """CPU model and cores, OS, Python and NumPy versions, BLAS, UTC date; plus ``extra``."""
     info = {
@@ -84,6 +143,7 @@ def machine_info(**extra) -> dict:
         # other processes competing for the cores make timings (especially threaded) noisy
         "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]
         if hasattr(os, "getloadavg") else None,
+        "machine_load": load_note(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -1,4 +1,4 @@
-"""The ``pydl`` command line: ``pydl info``, ``pydl demo``, ``pydl train``."""
+"""The ``pydl`` command line: ``pydl info``, ``pydl demo``, ``pydl train``, ``pydl bench``."""
 
 from __future__ import annotations
 
@@ -47,6 +47,44 @@ def _gpu_line() -> str:
     return f"{', '.join(names)} (CuPy {cupy.__version__})"
 
 
+BENCH_SCRIPTS = {"cpu": "bench_cpu.py", "gpu": "bench_gpu.py", "train": "bench_train.py",
+                 "plot": "plot.py"}
+
+
+def bench(args) -> int:
+    """Run the benchmark scripts of the source checkout one after the other (see
+    benchmarks/README.md); they are not part of the installed package."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, "benchmarks")
+    if not os.path.exists(os.path.join(folder, "bench_train.py")):
+        print(f"pydl bench needs a source checkout of pydl: the benchmarks/ folder is not next "
+              f"to this installation ({root}). Clone the repository, `pip install -e .` and "
+              f"run `pydl bench` (or `make bench`) there.", file=sys.stderr)
+        return 2
+    chosen = [s for s in args.only.split(",") if s] or list(BENCH_SCRIPTS)
+    unknown = sorted(set(chosen) - set(BENCH_SCRIPTS))
+    if unknown:
+        print(f"pydl bench: unknown part(s) {unknown}; known: {list(BENCH_SCRIPTS)}",
+              file=sys.stderr)
+        return 2
+    extra = {"gpu": ["--quick"] if args.quick else [],
+             "train": (["--quick"] if args.quick else []) + ["--threads", str(args.threads)]}
+    status = 0
+    for part in chosen:
+        cmd = [sys.executable, os.path.join(folder, BENCH_SCRIPTS[part]), *extra.get(part, [])]
+        if part == "cpu":
+            cmd += ["--blas-threads", str(args.threads)]
+        print(f"\n=== pydl bench: {' '.join(cmd[1:])}", flush=True)
+        code = subprocess.call(cmd, cwd=root)
+        if code:
+            print(f"pydl bench: {BENCH_SCRIPTS[part]} exited with status {code}", flush=True)
+            status = status or code
+    return status
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="pydl", description="pydl: a small deep-learning library (CPU and CUDA)."
@@ -64,6 +102,17 @@ def main(argv=None) -> int:
     from pydl.cli import add_arguments
 
     add_arguments(train)
+    bench_parser = sub.add_parser(
+        "bench", help="run the benchmark suite of a source checkout (CPU, GPU when present, "
+        "training steps vs PyTorch, plots); results in benchmarks/results/"
+    )
+    bench_parser.add_argument("--quick", action="store_true",
+                              help="fewer batch sizes and runs (the GPU kernels too)")
+    bench_parser.add_argument("--only", default="",
+                              help="comma-separated parts: " + ",".join(BENCH_SCRIPTS))
+    bench_parser.add_argument("--threads", type=int, default=1,
+                              help="BLAS / C++ / torch threads for the CPU benchmarks "
+                              "(default 1; 0: each library's default)")
     args = parser.parse_args(argv)
     if args.command == "info":
         print(info())
@@ -76,6 +125,8 @@ def main(argv=None) -> int:
         from pydl.cli import run
 
         run(args)
+    elif args.command == "bench":
+        return bench(args)
     else:
         parser.print_help()
     return 0

@@ -1,7 +1,7 @@
 """Data: datasets, batching, and data shipped with pydl (no network access, ever)."""
 
 from .dataset import Dataset, Subset, TensorDataset, random_split
-from .datasets import adding_problem, load_digits, moons, noisy_sine, two_spirals
+from .datasets import adding_problem, load_digits, load_text, moons, noisy_sine, two_spirals
 from .loader import DataLoader, default_collate
 from .readers import CIFAR10, MNIST, FashionMNIST, read_idx
 from . import transforms
@@ -9,5 +9,5 @@ from . import transforms
 __all__ = [
     "Dataset", "Subset", "TensorDataset", "random_split", "DataLoader", "default_collate",
     "MNIST", "FashionMNIST", "CIFAR10", "read_idx", "transforms",
-    "load_digits", "two_spirals", "moons", "noisy_sine", "adding_problem",
+    "load_digits", "load_text", "two_spirals", "moons", "noisy_sine", "adding_problem",
 ]

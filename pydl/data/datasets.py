@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_digits", "two_spirals", "moons", "noisy_sine", "adding_problem"]
+__all__ = ["load_digits", "load_text", "two_spirals", "moons", "noisy_sine", "adding_problem"]
 
 _FILES = os.path.join(os.path.dirname(__file__), "files")
 
@@ -26,6 +26,27 @@ def load_digits(flatten: bool = False, normalize: bool = True):
         x /= 16.0
     x = x.reshape(len(x), 64) if flatten else x.reshape(len(x), 1, 8, 8)
     return x, labels.astype(np.int64)
+
+
+# name -> file in files/ (UTF-8 text, public domain; see files/README.md)
+_TEXTS = {"alice": "alice.txt"}
+
+
+def load_text(name: str = "alice") -> str:
+    """A public-domain text shipped with pydl, as one ``str``, for character-level models.
+
+    ``"alice"``: Lewis Carroll's *Alice's Adventures in Wonderland* (1865), the twelve
+    chapters from "CHAPTER I." to "THE END", about 144,000 characters (73 distinct,
+    including curly quotes and dashes), newline line ends. Source: ``files/README.md``.
+
+    >>> text = load_text("alice")
+    >>> text[:10]
+    'CHAPTER I.'
+    """
+    if name not in _TEXTS:
+        raise ValueError(f"unknown text {name!r}; shipped texts: {sorted(_TEXTS)}")
+    with open(os.path.join(_FILES, _TEXTS[name]), encoding="utf-8") as f:
+        return f.read()
 
 
 def two_spirals(n: int = 1000, noise: float = 0.02, seed: int = 0):
