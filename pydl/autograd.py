@@ -158,6 +158,7 @@ class Context:
         self._released = False
         self._fn = None
         self._retained = None
+        self._non_diff = ()
 
     # -- what forward keeps ---------------------------------------------------------------
     def save_for_backward(self, *arrays):
@@ -187,14 +188,14 @@ class Context:
 
     def _bind_versions(self, tensors):
         """Record the version of every saved array that is the data of one of ``tensors``."""
-        if not self._saved:
-            return
-        owners = {id(t.data): t for t in tensors}
         versions = []
         for array in self._saved:
-            t = owners.get(id(array))
-            if t is not None:
-                versions.append((t._version, t._version[0], array.shape))
+            if array is None:
+                continue
+            for t in tensors:
+                if t.data is array:
+                    versions.append((t._version, t._version[0], array.shape))
+                    break
         self._saved_versions = tuple(versions)
 
     def _release(self):
@@ -221,42 +222,38 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        for t in tensors:  # a view whose root was written in place since: rebuild its graph
+        # the hot path of every op: kept free of imports, generators and repeated lookups
+        tensors = [a for a in args if isinstance(a, _Tensor)]
+        record = False
+        data_type = None
+        for t in tensors:
             if t._view is not None and t._view[0]._ctx is not t._view[2]:
-                t._refresh_view()
-        if len(tensors) > 1:
-            dev = tensors[0].device
-            for t in tensors[1:]:
-                if t.device != dev:
-                    raise RuntimeError(
-                        f"{cls.__name__}: expected all tensors on the same device, got {dev} "
-                        f"and {t.device}; move one with .to(device)"
-                    )
-        record = is_grad_enabled() and any(t.requires_grad for t in tensors)
+                t._refresh_view()  # a view whose root was written in place since: new graph
+            if t._requires_grad:
+                record = True
+            if data_type is None:
+                data_type = type(t.data)
+            elif type(t.data) is not data_type or data_type is not np.ndarray:
+                _check_same_device(cls, tensors)
+        record = record and getattr(_state, "grad_enabled", True)
         ctx = Context()
         ctx._fn = cls
         if record:
-            ctx.needs_input_grad = tuple(
-                isinstance(a, Tensor) and a.requires_grad for a in args
-            )
+            ctx.needs_input_grad = tuple(isinstance(a, _Tensor) and a._requires_grad for a in args)
         else:
             ctx.needs_input_grad = (False,) * len(args)
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        raw = [a.data if isinstance(a, _Tensor) else a for a in args]
         out = cls.forward(ctx, *raw, **kwargs)
-        multiple = isinstance(out, tuple)
+        multiple = type(out) is tuple
         outs = tuple(_as_array(o) for o in out) if multiple else (_as_array(out),)
-        anomaly = is_anomaly_enabled()
-        if anomaly:
+        if getattr(_state, "anomaly", False):
             for o in outs:
                 _check_finite(o, f"{cls.__name__}.forward")
-        non_diff = getattr(ctx, "_non_diff", ())
+        non_diff = ctx._non_diff
         results = []
         for i, o in enumerate(outs):
             differentiable = record and o.dtype.kind == "f" and id(o) not in non_diff
-            t = Tensor._make(o, differentiable)
+            t = _Tensor._make(o, differentiable)
             if differentiable:
                 t._ctx = ctx
                 t._out_index = i
@@ -265,12 +262,26 @@ class Function:
             # the graph edge of each input: the node that produced it *now* (a later in-place
             # op may give the tensor a new node; this op must still send its gradient here)
             ctx._inputs = tuple(
-                (a, a._ctx, a._out_index) if isinstance(a, Tensor) and a._requires_grad else None
+                (a, a._ctx, a._out_index) if isinstance(a, _Tensor) and a._requires_grad else None
                 for a in args
             )
             ctx._outputs_meta = tuple((o.shape, o.dtype) for o in outs)
-            ctx._bind_versions(tensors + results)
+            if ctx._saved:
+                ctx._bind_versions(tensors + results)
         return tuple(results) if multiple else results[0]
+
+
+def _check_same_device(fn, tensors):
+    dev = tensors[0].device
+    for t in tensors[1:]:
+        if t.device != dev:
+            raise RuntimeError(
+                f"{fn.__name__}: expected all tensors on the same device, got {dev} and "
+                f"{t.device}; move one with .to(device)"
+            )
+
+
+_Tensor = None  # pydl.tensor.Tensor, set by tensor.py once it is defined (import cycle)
 
 
 def _as_array(value):
@@ -285,8 +296,6 @@ def _zeros_like_meta(meta, like):
 
 def _topological_order(roots):
     """Graph nodes (contexts) reachable from ``roots``, consumers before producers."""
-    from .tensor import Tensor
-
     order, visited = [], set()
     stack = [(ctx, False) for ctx in roots]
     while stack:
@@ -311,8 +320,8 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
     ``capture`` maps id(tensor) -> slot index for pydl.grad(); when given, leaves' ``.grad``
     is left untouched and the gradients of the captured tensors are returned.
     """
-    from .tensor import Tensor
-
+    Tensor = _Tensor
+    anomaly = is_anomaly_enabled()
     pending = {}  # id(ctx) -> list of gradient arrays, one per output of that ctx
     leaf_grads = {}  # id(leaf) -> (leaf, gradient)
     captured = {}
@@ -384,7 +393,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
                     f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
                     f"for an input of shape {tuple(inp.data.shape)}"
                 )
-            if is_anomaly_enabled():
+            if anomaly:
                 _check_finite(g, f"{ctx._fn.__name__}.backward")
             if g.dtype != inp.data.dtype:
                 g = g.astype(inp.data.dtype)

@@ -62,10 +62,17 @@ def dtype_name(dtype) -> str:
     return "pydl." + ("bool" if np.dtype(dtype) == bool_ else str(np.dtype(dtype)))
 
 
-def _F():
-    from . import functions
+_functions = None
 
-    return functions
+
+def _F():
+    """``pydl.functions`` (imported on first use: it imports this module)."""
+    global _functions
+    if _functions is None:
+        from . import functions
+
+        _functions = functions
+    return _functions
 
 
 class Tensor:
@@ -635,3 +642,6 @@ class Tensor:
         return "tensor(" + body + "".join(", " + e for e in extras) + ")"
 
     __str__ = __repr__
+
+
+autograd._Tensor = Tensor  # Function.apply checks isinstance without importing (cycle)

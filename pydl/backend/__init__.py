@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 __all__ = ["Device", "as_device", "get_backend", "backend_of", "device_of", "CPU"]
 
 
@@ -97,6 +99,8 @@ def get_backend(device):
 
 def device_of(array) -> Device:
     """The device an array lives on (NumPy arrays are on the CPU, CuPy arrays on a GPU)."""
+    if type(array) is np.ndarray:
+        return CPU
     if type(array).__module__.startswith("cupy"):
         return Device("cuda", array.device.id)
     return CPU
@@ -104,6 +108,8 @@ def device_of(array) -> Device:
 
 def backend_of(array):
     """The backend module that owns ``array``."""
+    if type(array) is np.ndarray:
+        return _BACKENDS.get("cpu") or get_backend("cpu")
     if type(array).__module__.startswith("cupy"):
         return get_backend("cuda")
     return _BACKENDS.get("cpu") or get_backend("cpu")

@@ -56,37 +56,9 @@ _GELU_C = 0.044715
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _ndarray(value):
-    return np.asarray(value) if isinstance(value, np.generic) else value
-
-
-def _arrays_out(fn):
-    def wrapper(*args, **kwargs):
-        out = fn(*args, **kwargs)
-        if isinstance(out, tuple):
-            return tuple(_ndarray(o) for o in out)
-        return _ndarray(out)
-
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-    return wrapper
-
-
 class Op(Function):
-    """A Function whose forward and backward return arrays, never NumPy scalars.
-
-    NumPy ufuncs and reductions on 0-d arrays return ``numpy.float64``-style scalars, which
-    cannot be written in place (``t.add_(1)``, ``grad.zero_()``). Subclasses of ``Op`` get
-    their results turned back into 0-d arrays. (A stop-gap until ``Function.apply`` does this
-    for every op; then ``Op`` can become plain ``Function``.)
-    """
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        for name in ("forward", "backward"):
-            fn = cls.__dict__.get(name)
-            if fn is not None:
-                fn = fn.__func__ if isinstance(fn, staticmethod) else fn
-                setattr(cls, name, staticmethod(_arrays_out(fn)))
+    """A plain Function. (NumPy ufuncs on 0-d arrays return scalars; ``Function.apply`` and
+    the backward engine turn them back into 0-d arrays for every op.)"""
 
 
 def _as_tensor(x, op: str) -> Tensor:
