@@ -117,6 +117,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def source_version() -> str | None:
+    """The git commit of the checkout being measured, noting uncommitted changes to the
+    library's sources (pydl/, csrc/), which the numbers then include; None outside git."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=10, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "pydl", "csrc"],
+                                 cwd=root, capture_output=True, text=True, timeout=10,
+                                 check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    files = [line[3:] for line in changed.stdout.splitlines() if line.strip()]
+    return commit.stdout.strip() + (f" + uncommitted changes to {len(files)} file(s) in "
+                                     f"pydl/ or csrc/" if files else "")
+
+
 def load_note(start_load: float | None = None) -> str:
     """One line on how busy the machine is (1-minute load average against the cores), so a
     results file says whether other processes competed for the CPU while it was measured.
@@ -144,6 +163,7 @@ def machine_info(**extra) -> dict:
         "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()]
         if hasattr(os, "getloadavg") else None,
         "machine_load": load_note(),
+        "source": source_version(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
