@@ -135,6 +135,26 @@ def test_max_pool2d(device, r):
           [x], device)
 
 
+@pytest.mark.parametrize("r", configs(30, 41))
+def test_max_pool2d_dilated(device, r):
+    k = (int(r.integers(1, 4)), int(r.integers(1, 4)))
+    d = (int(r.integers(1, 4)), int(r.integers(2, 4)))
+    stride = (int(r.integers(1, 4)), int(r.integers(1, 4))) if r.uniform() < 0.7 else None
+    padding = (int(r.integers(0, k[0] // 2 + 1)), int(r.integers(0, k[1] // 2 + 1)))
+    span = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+    x = r.standard_normal((int(r.integers(1, 3)), int(r.integers(1, 3)),
+                           int(r.integers(span[0], span[0] + 6)),
+                           int(r.integers(span[1], span[1] + 6))))
+    ceil = bool(r.uniform() < 0.4)
+    check(lambda a: F.max_pool2d(a, k, stride, padding, d, ceil_mode=ceil, return_indices=True),
+          lambda a: TF.max_pool2d(a, k, stride, padding, d, ceil_mode=ceil, return_indices=True),
+          [x], device)
+    k1, d1 = k[1], d[1]
+    x1 = x[:, :, 0, :]
+    check(lambda a: F.max_pool1d(a, k1, 1, 0, d1), lambda a: TF.max_pool1d(a, k1, 1, 0, d1),
+          [x1], device)
+
+
 @pytest.mark.parametrize("r", configs(40, 5))
 def test_avg_pool2d(device, r):
     x, k, stride, padding, ceil = _pool_config(r)

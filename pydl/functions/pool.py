@@ -107,8 +107,9 @@ def _pool_args(op, dims, input, kernel_size, stride, padding, ceil_mode, dilatio
     stride = kernel if stride is None or stride == [] or stride == () else (
         _ntuple(stride, dims, "stride", op))
     padding = _ntuple(padding, dims, "padding", op)
-    if _ntuple(dilation, dims, "dilation", op) != (1,) * dims:
-        raise NotImplementedError(f"{op}: dilation other than 1 is not supported")
+    dilation = _ntuple(dilation, dims, "dilation", op)
+    if any(d < 1 for d in dilation):
+        raise ValueError(f"{op}: dilation {dilation} must be positive")
     if any(k < 1 for k in kernel) or any(s < 1 for s in stride):
         raise ValueError(f"{op}: kernel_size {kernel} and stride {stride} must be positive")
     if any(p < 0 or p > k // 2 for p, k in zip(padding, kernel, strict=True)):
@@ -116,7 +117,8 @@ def _pool_args(op, dims, input, kernel_size, stride, padding, ceil_mode, dilatio
                          f"padding={padding} and kernel_size={kernel}")
     size = input.shape[-dims:]
     out = []
-    for n, k, s, p in zip(size, kernel, stride, padding, strict=True):
+    span = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel, strict=True))  # window extent
+    for n, k, s, p in zip(size, span, stride, padding, strict=True):
         o = (n + 2 * p - k + ((s - 1) if ceil_mode else 0)) // s + 1
         if ceil_mode and (o - 1) * s >= n + p:  # the last window must start inside
             o -= 1
@@ -125,18 +127,63 @@ def _pool_args(op, dims, input, kernel_size, stride, padding, ceil_mode, dilatio
         raise ValueError(f"{op}: input of shape {input.shape} is too small for kernel_size "
                          f"{kernel} with padding {padding} (output size would be {tuple(out)})")
     extra = tuple(max(0, (o - 1) * s + k - n - 2 * p)
-                  for o, s, k, n, p in zip(out, stride, kernel, size, padding, strict=True))
+                  for o, s, k, n, p in zip(out, stride, span, size, padding, strict=True))
     if dims == 1:
         kernel, stride, padding, extra = (1,) + kernel, (1,) + stride, (0,) + padding, (0,) + extra
+        dilation = (1,) + dilation
     x4_shape = _spatial_view(input.shape, dims)
     y_shape = input.shape[:-dims] + tuple(out)
-    return kernel, stride, padding, extra, (x4_shape, y_shape)
+    return kernel, stride, padding, extra, (x4_shape, y_shape), dilation
+
+
+class MaxPool2dDilated(Function):
+    """Max pooling with dilation > 1: a running max over the k*k strided slices of the input.
+
+    No kernel of its own: the window offsets are visited one at a time (each a strided view of
+    the -inf padded input), keeping the max and which offset gave it (the first, on ties, as
+    in PyTorch; NaN wins). Backward is the usual scatter to the argmax.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding, dilation, out_hw, views):
+        x4_shape, y_shape = views
+        xp = backend_of(x).xp
+        n, c, height, width = x4_shape
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = kernel, stride, padding, dilation, out_hw
+        need_h, need_w = (oh - 1) * sh + dh * (kh - 1) + 1, (ow - 1) * sw + dw * (kw - 1) + 1
+        padded = xp.full((n, c, max(need_h, ph + height), max(need_w, pw + width)), -np.inf,
+                         dtype=x.dtype)
+        padded[:, :, ph:ph + height, pw:pw + width] = x.reshape(x4_shape)
+        y = arg = None
+        for i in range(kh):
+            for j in range(kw):
+                win = padded[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
+                             j * dw:j * dw + (ow - 1) * sw + 1:sw]
+                if y is None:
+                    y, arg = win.copy(), xp.zeros(win.shape, dtype=np.int64)
+                    continue
+                better = (win > y) | (xp.isnan(win) & ~xp.isnan(y))
+                y = xp.where(better, win, y)
+                arg = xp.where(better, i * kw + j, arg)
+        rows = xp.arange(oh).reshape(oh, 1) * sh - ph + (arg // kw) * dh
+        cols = xp.arange(ow).reshape(1, ow) * sw - pw + (arg % kw) * dw
+        real = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+        idx = xp.where(real, rows * width + cols, -1)
+        return _argmax_outputs(ctx, y, idx, x4_shape, x.shape, y_shape)
+
+    @staticmethod
+    def backward(ctx, gy, _gidx):
+        return _scatter_to_argmax(ctx, gy), *(None,) * 6
 
 
 def _max_pool(op, dims, input, kernel_size, stride, padding, dilation, ceil_mode, return_indices):
-    kernel, stride, padding, extra, views = _pool_args(op, dims, input, kernel_size, stride,
-                                                       padding, ceil_mode, dilation)
-    y, idx = MaxPool2d.apply(input, kernel, stride, padding, extra, views)
+    kernel, stride, padding, extra, views, dilation = _pool_args(
+        op, dims, input, kernel_size, stride, padding, ceil_mode, dilation)
+    if dilation != (1, 1):
+        out_hw = views[1][-2:] if dims == 2 else (1, views[1][-1])
+        y, idx = MaxPool2dDilated.apply(input, kernel, stride, padding, dilation, out_hw, views)
+    else:
+        y, idx = MaxPool2d.apply(input, kernel, stride, padding, extra, views)
     return (y, idx) if return_indices else y
 
 
@@ -176,8 +223,8 @@ def _avg_divisor(xp, dtype, size, kernel, stride, padding, out, count_include_pa
 
 def _avg_pool(op, dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
-    kernel, stride, padding, extra, views = _pool_args(op, dims, input, kernel_size, stride,
-                                                       padding, ceil_mode)
+    kernel, stride, padding, extra, views, _ = _pool_args(op, dims, input, kernel_size, stride,
+                                                          padding, ceil_mode)
     divisor = None
     if divisor_override is not None:
         if divisor_override == 0:
