@@ -31,7 +31,8 @@ def add_arguments(parser):
                         help="output directory for checkpoint, plots, result.json "
                              "(default runs/MODEL)")
     parser.add_argument("--plot", action="store_true",
-                        help="also write training curves (and, for generative models, sample grids) as PNG")
+                        help="also write training curves (and, for generative models, sample "
+                             "grids) as PNG")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
 
 

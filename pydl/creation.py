@@ -127,7 +127,10 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False) -> Tens
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Values from ``start`` to ``end`` (exclusive) by ``step``: ``arange(5)``, ``arange(0, 1, 0.1)``."""
+    """Values from ``start`` to ``end`` (exclusive) by ``step``.
+
+    ``arange(5)``, ``arange(0, 1, 0.1)``.
+    """
     if end is None:
         start, end = 0, start
     if step == 0:

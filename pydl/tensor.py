@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd
-from .backend import Device, as_device, backend_of, device_of, get_backend
+from .backend import Device, as_device, backend_of, device_of
 
 __all__ = ["Tensor", "float32", "float64", "int32", "int64", "bool_", "float16"]
 
@@ -252,7 +252,9 @@ class Tensor:
         for a in args:
             if isinstance(a, Tensor):
                 device, dtype = a.device, a.dtype
-            elif isinstance(a, Device) or (isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")):
+            elif isinstance(a, Device) or (
+                isinstance(a, str) and a.split(":")[0] in ("cpu", "cuda")
+            ):
                 device = a
             else:
                 dtype = a
@@ -273,7 +275,9 @@ class Tensor:
         return self.to("cpu")
 
     def cuda(self, device=None) -> Tensor:
-        return self.to("cuda" if device is None else as_device(f"cuda:{device}" if isinstance(device, int) else device))
+        if device is None:
+            return self.to("cuda")
+        return self.to(as_device(f"cuda:{device}" if isinstance(device, int) else device))
 
     def float(self) -> Tensor:
         return self.to(float32)

@@ -7,8 +7,17 @@ import numpy as np
 import pytest
 
 import pydl
-from pydl.data import (CIFAR10, MNIST, DataLoader, TensorDataset, adding_problem, load_digits,
-                       random_split, read_idx, transforms as T)
+from pydl.data import (
+    CIFAR10,
+    MNIST,
+    DataLoader,
+    TensorDataset,
+    adding_problem,
+    load_digits,
+    random_split,
+    read_idx,
+)
+from pydl.data import transforms as T
 
 
 def test_load_digits_shapes_and_classes():

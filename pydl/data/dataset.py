@@ -29,14 +29,17 @@ def _as_array(x):
 
 
 class TensorDataset(Dataset):
-    """Samples are rows of equally long arrays or tensors: ``TensorDataset(x, y)[i] == (x[i], y[i])``."""
+    """Samples are rows of equally long arrays or tensors.
+
+    ``TensorDataset(x, y)[i] == (x[i], y[i])``.
+    """
 
     def __init__(self, *arrays):
         if not arrays:
             raise ValueError("TensorDataset needs at least one array")
         self.arrays = [_as_array(a) for a in arrays]
         n = len(self.arrays[0])
-        for i, a in enumerate(self.arrays):
+        for a in self.arrays:
             if a.ndim == 0 or len(a) != n:
                 lengths = [len(x) if x.ndim else 0 for x in self.arrays]
                 raise ValueError(

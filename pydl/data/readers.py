@@ -33,7 +33,9 @@ def _read_bytes(path) -> bytes:
         with opener(path, "rb") as f:
             return f.read()
     except (OSError, EOFError) as exc:
-        raise ValueError(f"{path}: can't read the file ({exc}); is the gzip file truncated?") from None
+        raise ValueError(
+            f"{path}: can't read the file ({exc}); is the gzip file truncated?"
+        ) from None
 
 
 def read_idx(path) -> np.ndarray:

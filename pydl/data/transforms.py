@@ -10,7 +10,6 @@ per image (each image gets its own random draw) with vectorized NumPy.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 __all__ = [
@@ -186,12 +185,15 @@ class RandomCrop(Transform):
         th, tw = self.size
         n, c, h, w = padded.shape
         if th > h or tw > w:
-            raise ValueError(f"RandomCrop: crop {self.size} is larger than the padded image {(h, w)}")
+            raise ValueError(
+                f"RandomCrop: crop {self.size} is larger than the padded image {(h, w)}"
+            )
         top = self.rng.integers(0, h - th + 1, n)
         left = self.rng.integers(0, w - tw + 1, n)
         rows = (top[:, None] + np.arange(th))[:, None, :, None]
         cols = (left[:, None] + np.arange(tw))[:, None, None, :]
-        out = padded[np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None], rows, cols]
+        batch, chan = np.arange(n)[:, None, None, None], np.arange(c)[None, :, None, None]
+        out = padded[batch, chan, rows, cols]
         return _finish(out, single, b.dtype)
 
 
@@ -207,7 +209,8 @@ class ColorJitter(Transform):
         n = len(b)
         out = b.astype(np.float64)
         if self.brightness:
-            out = out * self.rng.uniform(1 - self.brightness, 1 + self.brightness, n)[:, None, None, None]
+            factor = self.rng.uniform(1 - self.brightness, 1 + self.brightness, n)
+            out = out * factor[:, None, None, None]
         if self.contrast:
             mean = out.mean(axis=(1, 2, 3), keepdims=True)
             f = self.rng.uniform(1 - self.contrast, 1 + self.contrast, n)[:, None, None, None]

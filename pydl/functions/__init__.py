@@ -7,7 +7,20 @@ Tensor methods (``x.exp()``, ``x.sum(dim=1)``); they are attached to Tensor belo
 
 import importlib
 
-from . import arith, convert, conv, indexing, loss, matmul, nn_misc, pool, reduce, shape, softmax, unary
+from . import (
+    arith,
+    conv,
+    convert,
+    indexing,
+    loss,
+    matmul,
+    nn_misc,
+    pool,
+    reduce,
+    shape,
+    softmax,
+    unary,
+)
 from .arith import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .convert import *  # noqa: F401,F403

@@ -72,7 +72,8 @@ def binary_operands(a, b, op: str):
         return binary_operands(a if ta else other, other if ta else b, op)
     if t.dtype.kind != "f" and isinstance(other, float):
         t = t.to(np.float32)
-    elif t.dtype.kind == "b" and isinstance(other, numbers.Integral) and not isinstance(other, bool):
+    elif t.dtype.kind == "b" and isinstance(other, numbers.Integral) and \
+            not isinstance(other, bool):
         t = t.to(np.int64)
     return (t, other) if ta else (other, t)
 
@@ -84,7 +85,8 @@ def _coerce_scalar(value, like: Tensor, op: str):
         return float(value)
     if isinstance(value, (np.ndarray, list, tuple)) or type(value).__module__.startswith("cupy"):
         return Tensor(value, device=like.device,
-                      dtype=like.dtype if np.asarray(value).dtype.kind == "f" or like.dtype.kind == "f" else None)
+                      dtype=like.dtype if np.asarray(value).dtype.kind == "f"
+                      or like.dtype.kind == "f" else None)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}")
 
 

@@ -565,7 +565,8 @@ def unbind(x, dim=0) -> tuple:
         return ()
     lead = (slice(None),) * d
     return tuple(
-        _share_version(o, x, lambda a, k=lead + (i,): a[k]) for i, o in enumerate(Unbind.apply(x, d))
+        _share_version(o, x, lambda a, k=lead + (i,): a[k])
+        for i, o in enumerate(Unbind.apply(x, d))
     )
 
 

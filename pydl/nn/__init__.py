@@ -83,15 +83,15 @@ from .parameter import Buffer, Parameter
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .transformer import (
     LearnedPositionalEmbedding,
-    Transformer,
-    generate_square_subsequent_mask,
-    scaled_dot_product_attention,
     MultiheadAttention,
     PositionalEncoding,
+    Transformer,
     TransformerDecoder,
     TransformerDecoderLayer,
     TransformerEncoder,
     TransformerEncoderLayer,
+    generate_square_subsequent_mask,
+    scaled_dot_product_attention,
 )
 
 __all__ = [

@@ -62,7 +62,9 @@ def save_image_grid(images, path: str, nrow: int = 8, title: str | None = None,
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4:
         if images.shape[1] != 1:
-            raise ValueError(f"save_image_grid takes single-channel images, got shape {images.shape}")
+            raise ValueError(
+                f"save_image_grid takes single-channel images, got shape {images.shape}"
+            )
         images = images[:, 0]
     if images.ndim != 3 or len(images) == 0:
         raise ValueError(f"save_image_grid takes (N, H, W) images, got shape {images.shape}")

@@ -2,8 +2,15 @@
 callbacks; metrics; training curves and confusion matrices. ``pydl.nn`` never imports this."""
 
 from . import callbacks, metrics
-from .callbacks import (Callback, CSVLogger, EarlyStopping, LearningRateScheduler,
-                        ModelCheckpoint, ReduceLROnPlateau, TerminateOnNaN)
+from .callbacks import (
+                        Callback,
+                        CSVLogger,
+                        EarlyStopping,
+                        LearningRateScheduler,
+                        ModelCheckpoint,
+                        ReduceLROnPlateau,
+                        TerminateOnNaN,
+)
 from .history import History, plot_confusion_matrix
 from .metrics import confusion_matrix
 from .model import Model, Sequential, get_loss, get_optimizer

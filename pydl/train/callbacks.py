@@ -46,7 +46,8 @@ class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta=0.0):
         self.monitor = monitor
         if mode == "auto":
-            mode = "max" if ("acc" in monitor or monitor.endswith(("f1", "precision", "recall"))) else "min"
+            higher_is_better = "acc" in monitor or monitor.endswith(("f1", "precision", "recall"))
+            mode = "max" if higher_is_better else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.mode = mode
@@ -198,7 +199,8 @@ class ReduceLROnPlateau(_Monitor):
         return {"best": self.best, "wait": self.wait, "cooldown_left": self.cooldown_left}
 
     def load_state_dict(self, state):
-        self.best, self.wait, self.cooldown_left = state["best"], state["wait"], state["cooldown_left"]
+        self.best, self.wait = state["best"], state["wait"]
+        self.cooldown_left = state["cooldown_left"]
 
 
 class CSVLogger(Callback):
