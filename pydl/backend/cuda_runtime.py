@@ -5,6 +5,8 @@ the kernels; see that module's docstring for the switches.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 try:
@@ -58,6 +60,10 @@ def ensure_available() -> None:
         ) from None
     if count == 0:
         raise RuntimeError("CuPy is installed but no CUDA device is visible")
+    if os.environ.get("PYDL_CUDA_NO_POOL") == "1":
+        # every allocation straight from cudaMalloc: lets compute-sanitizer see out-of-bounds
+        # accesses that would land inside a pooled block (docs/kernels.md)
+        cupy.cuda.set_allocator(None)
 
 
 _DEVICE_COUNT: list = []
