@@ -2,5 +2,6 @@
 
 from .cnn import CNN, ResidualBlock
 from .mlp import MLP
+from .rnn import SequenceRegressor
 
-__all__ = ["MLP", "CNN", "ResidualBlock"]
+__all__ = ["MLP", "CNN", "ResidualBlock", "SequenceRegressor"]

@@ -24,7 +24,7 @@ from . import callbacks as cb
 from .history import History
 from .metrics import get_metric
 
-__all__ = ["Model", "Sequential", "get_loss", "get_optimizer"]
+__all__ = ["Model", "Sequential", "get_loss", "get_optimizer", "resolve_device"]
 
 
 def _sparse_ce(logits, target):
@@ -90,12 +90,16 @@ def get_optimizer(optimizer, params, lr=None):
     return make(params, default_lr if lr is None else lr)
 
 
-def _resolve_device(device):
+def resolve_device(device):
+    """``"auto"``: the GPU when one is usable, else the CPU; anything else as ``as_device``."""
     if device == "auto":
         from .. import cuda
 
         return as_device("cuda" if cuda.is_available() else "cpu")
     return as_device(device)
+
+
+_resolve_device = resolve_device
 
 
 def _host(x):
