@@ -1,7 +1,7 @@
 # The verbs a person types. Each works on a fresh clone: the first one run creates a local
 # virtual environment (.venv) and installs pydl into it in editable mode, building pydl._C.
 #
-#   make demo       train a small network on two spirals (the README's main command)
+#   make demo       train a small CNN on the shipped 8x8 digits (the README's main command)
 #   make test       the test suite (CPU; GPU tests run too when a GPU is present)
 #   make test-slow  the long quality checks (marked `slow`)
 #   make test-gpu   only the GPU tests
@@ -29,7 +29,7 @@ install: $(STAMP)
 	@$(PY) -m pydl info
 
 demo: $(STAMP)
-	$(PY) -m pydl demo
+	$(PY) -m pydl train --model cnn --dataset digits --device auto --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

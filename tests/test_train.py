@@ -6,8 +6,15 @@ import pytest
 import pydl
 from pydl import nn
 from pydl.recipes.common import split_digits
-from pydl.train import (CSVLogger, EarlyStopping, Model, ModelCheckpoint, Sequential,
-                        TerminateOnNaN, confusion_matrix, metrics)
+from pydl.train import (
+    CSVLogger,
+    EarlyStopping,
+    ModelCheckpoint,
+    Sequential,
+    TerminateOnNaN,
+    confusion_matrix,
+    metrics,
+)
 
 
 def _toy(n=200, seed=0):

@@ -2,6 +2,7 @@
 
 from .cnn import CNN, ResidualBlock
 from .mlp import MLP
+from .perceptron import Perceptron
 from .rnn import SequenceRegressor
 
-__all__ = ["MLP", "CNN", "ResidualBlock", "SequenceRegressor"]
+__all__ = ["Perceptron", "MLP", "CNN", "ResidualBlock", "SequenceRegressor"]
