@@ -1,8 +1,12 @@
 """The documented architectures, each a page of code built only from ``pydl.nn``."""
 
 from .cnn import CNN, ResidualBlock
+from .diffusion import DDPM, UNet
+from .gan import GAN, Discriminator, Generator
 from .mlp import MLP
 from .perceptron import Perceptron
 from .rnn import SequenceRegressor
+from .vae import VAE
 
-__all__ = ["Perceptron", "MLP", "CNN", "ResidualBlock", "SequenceRegressor"]
+__all__ = ["Perceptron", "MLP", "CNN", "ResidualBlock", "SequenceRegressor",
+           "GAN", "Generator", "Discriminator", "VAE", "DDPM", "UNet"]
