@@ -1,10 +1,10 @@
 """Data: datasets, batching, and data shipped with pydl (no network access, ever)."""
 
+from . import transforms
 from .dataset import Dataset, Subset, TensorDataset, random_split
 from .datasets import adding_problem, load_digits, load_text, moons, noisy_sine, two_spirals
 from .loader import DataLoader, default_collate
 from .readers import CIFAR10, MNIST, FashionMNIST, read_idx
-from . import transforms
 
 __all__ = [
     "Dataset", "Subset", "TensorDataset", "random_split", "DataLoader", "default_collate",

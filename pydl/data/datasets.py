@@ -29,7 +29,7 @@ def load_digits(flatten: bool = False, normalize: bool = True):
 
 
 # name -> file in files/ (UTF-8 text, public domain; see files/README.md)
-_TEXTS = {"alice": "alice.txt"}
+_TEXTS = {"alice": "alice.txt", "oz": "oz.txt"}
 
 
 def load_text(name: str = "alice") -> str:
@@ -37,7 +37,9 @@ def load_text(name: str = "alice") -> str:
 
     ``"alice"``: Lewis Carroll's *Alice's Adventures in Wonderland* (1865), the twelve
     chapters from "CHAPTER I." to "THE END", about 144,000 characters (73 distinct,
-    including curly quotes and dashes), newline line ends. Source: ``files/README.md``.
+    including curly quotes and dashes), newline line ends. ``"oz"``: the first three chapters
+    of L. Frank Baum's *Dorothy and the Wizard in Oz* (1908), about 39,000 characters in plain
+    ASCII. Sources and public-domain status: ``files/README.md``.
 
     >>> text = load_text("alice")
     >>> text[:10]

@@ -6,7 +6,9 @@ from .gan import GAN, Discriminator, Generator
 from .mlp import MLP
 from .perceptron import Perceptron
 from .rnn import SequenceRegressor
+from .transformer import CharTransformer, TransformerClassifier
 from .vae import VAE
 
 __all__ = ["Perceptron", "MLP", "CNN", "ResidualBlock", "SequenceRegressor",
-           "GAN", "Generator", "Discriminator", "VAE", "DDPM", "UNet"]
+           "TransformerClassifier", "CharTransformer", "GAN", "Generator", "Discriminator", "VAE",
+           "DDPM", "UNet"]

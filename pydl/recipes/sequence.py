@@ -98,9 +98,9 @@ def run(args) -> dict:
 
     from ..nn import functional as F
     from ..nn.utils import clip_grad_norm_
-    from ..train.model import _resolve_device
+    from ..train import resolve_device
 
-    device = _resolve_device(args.device)
+    device = resolve_device(args.device)
     x_tr, y_tr, x_te, y_te, baseline, baseline_name = make_data(args.dataset, args.seed)
     net = build(args.model, args.dataset, args.seed).to(device)
     opt = pydl.optim.Adam(net.parameters(), lr=args.lr)
