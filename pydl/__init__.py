@@ -39,6 +39,7 @@ from .tensor import (  # noqa: E402
     int32,
     int64,
 )
+from .threads import get_num_threads, set_num_threads  # noqa: E402,F401
 
 bool = bool_  # noqa: A001 - pydl.bool, as torch.bool
 float = float32  # noqa: A001
