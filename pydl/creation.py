@@ -64,6 +64,10 @@ def _to_array(data, dtype=None, device=None):
 def tensor(data, dtype=None, device=None, requires_grad=False) -> Tensor:
     """A new tensor holding a copy of ``data`` (a list, scalar, NumPy array or tensor).
 
+    Without ``dtype``, floating data becomes float32 (pydl's default float) and integers
+    int64. That includes float64 NumPy arrays, which ``torch.tensor`` would keep as float64:
+    pass ``dtype=pydl.float64``, or use ``from_numpy``, to keep double precision.
+
     >>> pydl.tensor([[1, 2], [3, 4]], dtype=pydl.float64)
     """
     if isinstance(data, Tensor):
