@@ -223,9 +223,21 @@ def _step_in_place(step, grads, params, states, kernels):
     step(kernels, params, grads, states)
 
 
+def activation_cases():
+    """GELU at a Transformer MLP's size (batch 64 x 32 tokens, 256 wide), and erf alone."""
+    shape = (64 * 32, 256)
+    x, gy = rand(*shape, low=-5, high=5), rand(*shape)
+    _, cdf = ref.gelu_forward(x)
+    label = str(shape)
+    yield "erf", label, lambda k, x=x: k.erf(x), 1
+    yield "gelu_forward", label, lambda k, x=x: k.gelu_forward(x), 1
+    yield ("gelu_backward", label,
+           lambda k, gy=gy, x=x, cdf=cdf: k.gelu_backward(gy, x, cdf), 1)
+
+
 def all_cases():
     for gen in (conv_cases, im2col_cases, pool_cases, softmax_cases, xent_cases,
-                optimizer_cases):
+                activation_cases, optimizer_cases):
         for case in gen():
             yield case if len(case) == 5 else case + (None,)
 

@@ -52,6 +52,12 @@ index_t cross_entropy_backward(const py::array& grad_loss, const py::array& logi
                                const py::object& weight, std::int64_t ignore_index,
                                double label_smoothing, py::array& glogits);
 
+// activation.cc: elementwise over arrays of any shape; outputs have x's shape and dtype.
+void erf(const py::array& x, py::array& y);
+void gelu_forward(const py::array& x, py::array& y, py::array& cdf);  // exact (erf) form
+void gelu_backward(const py::array& gy, const py::array& x, const py::array& cdf,
+                   py::array& gx, bool tanh_form);
+
 // parallel.cc
 py::dict build_info();  // compiler, whether math errno is on, SIMD clones, threads
 

@@ -38,6 +38,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("cross_entropy_backward", &pydl::cross_entropy_backward, "grad_loss"_a, "logits"_a,
         "lse"_a, "target"_a, "weight"_a, "ignore_index"_a, "label_smoothing"_a, "glogits"_a);
 
+  m.def("erf", &pydl::erf, "x"_a, "y"_a);
+  m.def("gelu_forward", &pydl::gelu_forward, "x"_a, "y"_a, "cdf"_a);
+  m.def("gelu_backward", &pydl::gelu_backward, "gy"_a, "x"_a, "cdf"_a, "gx"_a, "tanh_form"_a);
+
   m.def("sgd_step", &pydl::sgd_step, "params"_a, "grads"_a, "momentum_bufs"_a, "lr"_a,
         "momentum"_a, "dampening"_a, "weight_decay"_a, "nesterov"_a, "maximize"_a,
         "first_step"_a);

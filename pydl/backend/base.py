@@ -50,6 +50,16 @@ Cross-entropy fused with log-softmax (logits (N, C), target (N,) int64)
         S_i = (1 - eps) * w[t_i] + (eps / C) * sum_c w[c].
     A target outside [0, C) that is not ignore_index raises IndexError naming it.
 
+Elementwise special functions (any shape; outputs in x's shape and dtype)
+    erf(x) -> y                                the error function
+    gelu_forward(x, approximate) -> (y, cdf)   approximate is "none" or "tanh"
+        cdf = 0.5 * (1 + erf(x / sqrt(2)))                          ("none")
+        cdf = 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))     ("tanh")
+        y = x * cdf; cdf is kept for backward, so backward evaluates no erf or tanh.
+    gelu_backward(gy, x, cdf, approximate) -> gx
+        gx = gy * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi))                         ("none")
+        gx = gy * (cdf + 2 x cdf (1 - cdf) sqrt(2/pi) (1 + 3 * 0.044715 x^2))   ("tanh")
+
 Fused optimizer steps: in place, multi-tensor (lists of same-length arrays; one entry per
 parameter). Every hyperparameter is a Python number. ``step`` is the 1-based step count after
 this update. Semantics are PyTorch's (torch.optim, foreach=False) for the same options.
@@ -82,6 +92,9 @@ KERNELS = (
     "log_softmax_backward",
     "cross_entropy_forward",
     "cross_entropy_backward",
+    "erf",
+    "gelu_forward",
+    "gelu_backward",
     "sgd_step",
     "adam_step",
     "rmsprop_step",

@@ -289,6 +289,44 @@ def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
     return glogits
 
 
+# ----------------------------------------------------------------------------- activations
+
+
+def _c_order(a):
+    """``a`` itself when C-contiguous (0-d too: np.ascontiguousarray would make it 1-d)."""
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def erf(x):
+    """The error function, elementwise."""
+    if not _native(x) or x.size == 0:
+        return reference.erf(x)
+    x = _c_order(x)
+    y = np.empty_like(x)
+    _C.erf(x, y)
+    return y
+
+
+def gelu_forward(x, approximate="none"):
+    """(y, cdf) with cdf = Phi(x); the tanh form stays with the reference (NumPy's tanh)."""
+    if approximate != "none" or not _native(x) or x.size == 0:
+        return reference.gelu_forward(x, approximate)
+    x = _c_order(x)
+    y, cdf = np.empty_like(x), np.empty_like(x)
+    _C.gelu_forward(x, y, cdf)
+    return y, cdf
+
+
+def gelu_backward(gy, x, cdf, approximate="none"):
+    """gx = gy * dGELU/dx, from x and the cdf that forward kept."""
+    if not _native(gy, x, cdf) or x.size == 0 or not gy.shape == x.shape == cdf.shape:
+        return reference.gelu_backward(gy, x, cdf, approximate)
+    x = _c_order(x)
+    gx = np.empty_like(x)
+    _C.gelu_backward(_c_order(gy), x, _c_order(cdf), gx, approximate == "tanh")
+    return gx
+
+
 # ----------------------------------------------------------------------------- optimizers
 # _C updates everything in place and returns True, or returns False having changed nothing
 # when some array is not C-contiguous float32/float64 of its parameter's size and dtype.

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..functions._special import erf as special_erf
 from .base import conv_output_size
 
 
@@ -302,6 +303,37 @@ def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
     g[rows, safe] -= (1 - eps) * wt
     g *= np.where(kept, grad_loss, 0)[:, None]
     return g.astype(logits.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- activations
+
+_SQRT_HALF = 0.70710678118654752440
+_INV_SQRT_2PI = 0.39894228040143267794
+_SQRT_2_OVER_PI = 0.79788456080286535588
+_GELU_C = 0.044715
+
+
+def erf(x):
+    """The error function (FDLIBM's method, float64 inside; see pydl.functions._special)."""
+    return np.asarray(special_erf(np, x))
+
+
+def gelu_forward(x, approximate="none"):
+    """(y, cdf): cdf = Phi(x) (or its tanh approximation), y = x * cdf."""
+    if approximate == "tanh":
+        cdf = 0.5 * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x * x * x)))
+    else:
+        cdf = 0.5 * (1 + special_erf(np, x * x.dtype.type(_SQRT_HALF)))
+    cdf = np.asarray(cdf, dtype=x.dtype)
+    return np.asarray(x * cdf), cdf
+
+
+def gelu_backward(gy, x, cdf, approximate="none"):
+    """gx from the saved cdf: gy * (cdf + x * phi(x)) (tanh form: see the protocol)."""
+    if approximate == "tanh":
+        slope = _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * x * x)
+        return gy * (cdf + 2 * x * cdf * (1 - cdf) * slope)
+    return gy * (cdf + x * (_INV_SQRT_2PI * np.exp(-0.5 * x * x)))
 
 
 # ----------------------------------------------------------------------------- optimizers

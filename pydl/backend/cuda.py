@@ -642,6 +642,71 @@ def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
     return out
 
 
+# ----------------------------------------------------------------------------- activations
+# Elementwise, so CuPy's ElementwiseKernel (indexing, any shape) instead of a csrc/cuda file:
+# the bodies are the reference's formulas (cpu_reference.erf / gelu_forward / gelu_backward)
+# with CUDA's erff / erf, tanhf / tanh, expf / exp picked by the overloads of the preamble.
+# float16 computes in float32. Not run by the host emulation (tests/_cuda_emu.py).
+_ACT_PREAMBLE = """
+__device__ float pydl_erf(float x) { return erff(x); }
+__device__ double pydl_erf(double x) { return erf(x); }
+__device__ float pydl_tanh(float x) { return tanhf(x); }
+__device__ double pydl_tanh(double x) { return tanh(x); }
+__device__ float pydl_exp(float x) { return expf(x); }
+__device__ double pydl_exp(double x) { return exp(x); }
+"""
+_GELU_SLOPE = "T(0.79788456080286535588) * (T(1) + T(3 * 0.044715) * x * x)"
+_ACT_KERNELS = {
+    "erf": ("T x", "T y", "y = pydl_erf(x)"),
+    "gelu_none": ("T x", "T y, T cdf",
+                  "cdf = T(0.5) * (T(1) + pydl_erf(x * T(0.70710678118654752440))); y = x * cdf"),
+    "gelu_tanh": ("T x", "T y, T cdf",
+                  "cdf = T(0.5) * (T(1) + pydl_tanh(T(0.79788456080286535588)"
+                  " * (x + T(0.044715) * x * x * x))); y = x * cdf"),
+    "gelu_backward_none": ("T gy, T x, T cdf", "T gx",
+                           "gx = gy * (cdf + x * (T(0.39894228040143267794)"
+                           " * pydl_exp(T(-0.5) * x * x)))"),
+    "gelu_backward_tanh": ("T gy, T x, T cdf", "T gx",
+                           f"gx = gy * (cdf + T(2) * x * cdf * (T(1) - cdf) * ({_GELU_SLOPE}))"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _act_kernel(kind):
+    in_params, out_params, body = _ACT_KERNELS[kind]
+    return cupy.ElementwiseKernel(in_params, out_params, body, f"pydl_{kind}",
+                                  preamble=_ACT_PREAMBLE)
+
+
+def _act_dtype(x):
+    """The dtype the activation kernels compute x's dtype in (float16 goes through float32)."""
+    if x.dtype == np.float16:
+        return np.dtype(np.float32)
+    _ctype("activation", x.dtype)
+    return x.dtype
+
+
+@_on_device
+def erf(x):
+    dtype = _act_dtype(x)
+    return _act_kernel("erf")(x.astype(dtype, copy=False)).astype(x.dtype, copy=False)
+
+
+@_on_device
+def gelu_forward(x, approximate="none"):
+    dtype = _act_dtype(x)
+    y, cdf = _act_kernel(f"gelu_{approximate}")(x.astype(dtype, copy=False))
+    return y.astype(x.dtype, copy=False), cdf.astype(x.dtype, copy=False)
+
+
+@_on_device
+def gelu_backward(gy, x, cdf, approximate="none"):
+    dtype = _act_dtype(x)
+    gx = _act_kernel(f"gelu_backward_{approximate}")(
+        gy.astype(dtype, copy=False), x.astype(dtype, copy=False), cdf.astype(dtype, copy=False))
+    return gx.astype(x.dtype, copy=False)
+
+
 # ----------------------------------------------------------------------------- optimizers
 OPT_MAXIMIZE, OPT_NESTEROV, OPT_FIRST_STEP, OPT_AMSGRAD = 1, 2, 4, 8
 OPT_DECOUPLED, OPT_CENTERED, OPT_MOMENTUM, OPT_WEIGHT_DECAY = 16, 32, 64, 128
