@@ -52,6 +52,18 @@ index_t cross_entropy_backward(const py::array& grad_loss, const py::array& logi
                                const py::object& weight, std::int64_t ignore_index,
                                double label_smoothing, py::array& glogits);
 
+// rnn.cc: the pointwise part of one LSTM / GRU step (outputs allocated by the caller).
+void lstm_cell_forward(py::array& gates, const py::array& c_prev, py::array& h, py::array& c,
+                       py::array& tanh_c);
+void lstm_cell_backward(const py::array& dh, const py::array& dc, const py::array& acts,
+                        const py::array& tanh_c, const py::array& c_prev, py::array& dgates,
+                        py::array& dc_prev);
+void gru_cell_forward(const py::array& xg, py::array& hg, const py::array& h_prev, py::array& h,
+                      py::array& n);
+void gru_cell_backward(const py::array& dh, const py::array& rzh, const py::array& n,
+                       const py::array& h_prev, py::array& dxg, py::array& dhg,
+                       py::array& dh_prev);
+
 // parallel.cc
 py::dict build_info();  // compiler, whether math errno is on, SIMD clones, threads
 
