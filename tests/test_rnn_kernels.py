@@ -181,3 +181,37 @@ def test_cell_kernels_fall_back_for_arrays_c_cannot_take():
     assert all(a.shape == (0, 2) for a in empty)
     xg, hg, h_prev, dh = gru_inputs(0, 3, np.float32)
     assert all(a.shape == (0, 3) for a in ext.gru_cell_forward(xg, hg, h_prev))
+
+
+# -- CUDA (CuPy ElementwiseKernels) against the references: only on a GPU ------------------
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h", SIZES)
+def test_cell_kernels_cuda_match_reference(n, h, dtype):
+    cupy = pytest.importorskip("cupy")
+    from pydl.backend import cuda
+
+    gates, c_prev, dh, dc = lstm_inputs(n, h, dtype)
+    ra, da = gates.copy(), cupy.asarray(gates)
+    expected = ref.lstm_cell_forward(ra, c_prev)
+    got = cuda.lstm_cell_forward(da, cupy.asarray(c_prev))
+    for a, b in zip(got + (da,), expected + (ra,), strict=True):
+        close(a.get(), b, dtype)
+    args = [cupy.asarray(a) for a in (dh, dc, ra, expected[2], c_prev)]
+    expected = ref.lstm_cell_backward(dh, dc, ra, expected[2], c_prev)
+    out = cupy.full((n, 4 * h), np.nan, dtype)
+    for dgates in (None, out):
+        got = cuda.lstm_cell_backward(*args, dgates=dgates)
+        for a, b in zip(got, expected, strict=True):
+            close(a.get(), b, dtype)
+
+    xg, hg, h_prev, dh = gru_inputs(n, h, dtype)
+    rr, dr = hg.copy(), cupy.asarray(hg)
+    expected = ref.gru_cell_forward(xg, rr, h_prev)
+    got = cuda.gru_cell_forward(cupy.asarray(xg), dr, cupy.asarray(h_prev))
+    for a, b in zip(got + (dr,), expected + (rr,), strict=True):
+        close(a.get(), b, dtype)
+    expected = ref.gru_cell_backward(dh, rr, expected[1], h_prev)
+    got = cuda.gru_cell_backward(cupy.asarray(dh), dr, got[1], cupy.asarray(h_prev))
+    for a, b in zip(got, expected, strict=True):
+        close(a.get(), b, dtype)

@@ -18,8 +18,12 @@ is backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per st
 then forms ``dW_hh`` with a single large ``(G, T*N) @ (T*N, H)`` product instead of T small
 ones. The autograd graph therefore has a handful of nodes per layer, not a dozen per time
 step, so Python overhead stays flat and a 1,000-step unroll backpropagates like any other.
-The cells (``LSTMCell``...) use one fused elementwise Function per step
-(``_LSTMPointwise``, ``_GRUPointwise``) after the two matmuls.
+The gate arithmetic of a step is one backend kernel (``lstm_cell_forward`` / ``_backward``,
+``gru_cell_forward`` / ``_backward``; one pass in C++ on the CPU): forward builds the gates in
+the saved activation buffer and the kernel turns them into activations in place, backward
+writes the gate gradients straight into the whole-sequence buffer. The cells
+(``LSTMCell``...) use the same kernels through one Function per step (``_LSTMPointwise``,
+``_GRUPointwise``) after the two matmuls.
 """
 
 from __future__ import annotations
