@@ -57,6 +57,17 @@ void erf(const py::array& x, py::array& y);
 void gelu_forward(const py::array& x, py::array& y, py::array& cdf);  // exact (erf) form
 void gelu_backward(const py::array& gy, const py::array& x, const py::array& cdf,
                    py::array& gx, bool tanh_form);
+// rnn.cc: the pointwise part of one LSTM / GRU step (outputs allocated by the caller).
+void lstm_cell_forward(py::array& gates, const py::array& c_prev, py::array& h, py::array& c,
+                       py::array& tanh_c);
+void lstm_cell_backward(const py::array& dh, const py::array& dc, const py::array& acts,
+                        const py::array& tanh_c, const py::array& c_prev, py::array& dgates,
+                        py::array& dc_prev);
+void gru_cell_forward(const py::array& xg, py::array& hg, const py::array& h_prev, py::array& h,
+                      py::array& n);
+void gru_cell_backward(const py::array& dh, const py::array& rzh, const py::array& n,
+                       const py::array& h_prev, py::array& dxg, py::array& dhg,
+                       py::array& dh_prev);
 
 // parallel.cc
 py::dict build_info();  // compiler, whether math errno is on, SIMD clones, threads

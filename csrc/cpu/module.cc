@@ -41,6 +41,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("erf", &pydl::erf, "x"_a, "y"_a);
   m.def("gelu_forward", &pydl::gelu_forward, "x"_a, "y"_a, "cdf"_a);
   m.def("gelu_backward", &pydl::gelu_backward, "gy"_a, "x"_a, "cdf"_a, "gx"_a, "tanh_form"_a);
+  m.def("lstm_cell_forward", &pydl::lstm_cell_forward, "gates"_a, "c_prev"_a, "h"_a, "c"_a,
+        "tanh_c"_a);
+  m.def("lstm_cell_backward", &pydl::lstm_cell_backward, "dh"_a, "dc"_a, "acts"_a, "tanh_c"_a,
+        "c_prev"_a, "dgates"_a, "dc_prev"_a);
+  m.def("gru_cell_forward", &pydl::gru_cell_forward, "xg"_a, "hg"_a, "h_prev"_a, "h"_a, "n"_a);
+  m.def("gru_cell_backward", &pydl::gru_cell_backward, "dh"_a, "rzh"_a, "n"_a, "h_prev"_a,
+        "dxg"_a, "dhg"_a, "dh_prev"_a);
 
   m.def("sgd_step", &pydl::sgd_step, "params"_a, "grads"_a, "momentum_bufs"_a, "lr"_a,
         "momentum"_a, "dampening"_a, "weight_decay"_a, "nesterov"_a, "maximize"_a,

@@ -59,6 +59,25 @@ Elementwise special functions (any shape; outputs in x's shape and dtype)
     gelu_backward(gy, x, cdf, approximate) -> gx
         gx = gy * (cdf + x * exp(-x^2 / 2) / sqrt(2 pi))                         ("none")
         gx = gy * (cdf + 2 x cdf (1 - cdf) sqrt(2/pi) (1 + 3 * 0.044715 x^2))   ("tanh")
+Recurrent cells: the pointwise part of one LSTM / GRU step, after the matmuls (2-D arrays,
+one row per sample; gates in PyTorch's order; sigmoid(x) = 0.5 * (1 + tanh(x / 2)))
+    lstm_cell_forward(gates, c_prev) -> (h, c, tanh_c)
+        gates (N, 4H) pre-activations i, f, g, o, C-contiguous, overwritten IN PLACE with
+        sigmoid(i), sigmoid(f), tanh(g), sigmoid(o) (the "acts" backward needs);
+        c = f * c_prev + i * g, tanh_c = tanh(c), h = o * tanh_c, each (N, H).
+    lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None) -> (dgates, dc_prev)
+        dc' = dc + dh * o * (1 - tanh_c^2); dgates = [dc' * g * i(1-i), dc' * c_prev * f(1-f),
+        dc' * i * (1 - g^2), dh * tanh_c * o(1-o)] (N, 4H); dc_prev = dc' * f. When given,
+        dgates is a C-contiguous (N, 4H) array the result is written into.
+    gru_cell_forward(xg, hg, h_prev) -> (h, n)
+        xg = x W_ih^T + b_ih, hg = h_prev W_hh^T + b_hh, (N, 3H) in order r, z, n; hg is
+        C-contiguous and its first 2H columns are overwritten IN PLACE with
+        r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z) (hg then holds r, z, h_n: "rzh");
+        n = tanh(x_n + r * h_n), h = (1 - z) * n + z * h_prev.
+    gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None) -> (dxg, dhg, dh_prev)
+        dn = dh (1 - z)(1 - n^2), dz = dh (h_prev - n) z (1 - z), dr = dn h_n r (1 - r);
+        dxg = [dr, dz, dn], dhg = [dr, dz, dn * r] (N, 3H); dh_prev = dh * z (the direct path
+        only; the caller adds dhg W_hh). dxg / dhg, when given, are C-contiguous outputs.
 
 Fused optimizer steps: in place, multi-tensor (lists of same-length arrays; one entry per
 parameter). Every hyperparameter is a Python number. ``step`` is the 1-based step count after
@@ -95,6 +114,10 @@ KERNELS = (
     "erf",
     "gelu_forward",
     "gelu_backward",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "gru_cell_forward",
+    "gru_cell_backward",
     "sgd_step",
     "adam_step",
     "rmsprop_step",

@@ -7,7 +7,9 @@ Each protocol kernel (``pydl.backend.base``) exists as a NumPy reference in
 references, for tests and benchmarks.
 """
 
+import ctypes
 import os
+import sys
 
 import numpy as np
 
@@ -23,6 +25,38 @@ except ImportError:  # pragma: no cover - depends on the build
     extension = None
 
 _rng = np.random.default_rng()
+
+#: glibc malloc settings applied at import (see keep_freed_memory): arrays below
+#: MMAP_THRESHOLD come from the heap, and up to TRIM_THRESHOLD bytes of freed heap stay mapped.
+MMAP_THRESHOLD = 32 << 20
+TRIM_THRESHOLD = 64 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep freed array memory mapped, so the next step reuses it without page faults.
+
+    A training step allocates and frees the same large arrays every time (an LSTM step of
+    batch 64, length 50, hidden 64: ~14 MB). With glibc's defaults those come from fresh
+    mmap pages or a heap trimmed back to the OS after each step, so every step page-faults
+    them in again: ~3,400 minor faults and about half the step time of that LSTM, measured.
+    This sets ``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD`` to the ceilings glibc's own
+    adaptive policy would reach (32 MB / 64 MB) at once; the cost is up to 64 MB of freed
+    memory kept by the process. Called at import unless ``PYDL_KEEP_FREED_MEMORY=0``; returns
+    False where there is no glibc ``mallopt``.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from <malloc.h>
+    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, TRIM_THRESHOLD))
+
+
+if os.environ.get("PYDL_KEEP_FREED_MEMORY") != "0":
+    keep_freed_memory()
 
 
 def manual_seed(seed: int) -> None:

@@ -327,6 +327,64 @@ def gelu_backward(gy, x, cdf, approximate="none"):
     return gx
 
 
+# ----------------------------------------------------------------------------- recurrent cells
+# One pass per step in C++ instead of a dozen NumPy passes; arrays _C cannot take (odd
+# dtypes, a non-contiguous in-place or output array, empty) go to the reference.
+
+
+def _cell_native(inplace, *arrays) -> bool:
+    return (_native(inplace, *arrays) and inplace.ndim == 2 and inplace.size != 0
+            and inplace.flags.c_contiguous)
+
+
+def _out(out, like, shape):
+    return np.empty(shape, like.dtype) if out is None else out
+
+
+def lstm_cell_forward(gates, c_prev):
+    """(h, c, tanh_c) of one LSTM step; gates (N, 4H) becomes the activations, in place."""
+    if not _cell_native(gates, c_prev):
+        return reference.lstm_cell_forward(gates, c_prev)
+    shape = c_prev.shape
+    h, c, tanh_c = (np.empty(shape, gates.dtype) for _ in range(3))
+    _C.lstm_cell_forward(gates, np.ascontiguousarray(c_prev), h, c, tanh_c)
+    return h, c, tanh_c
+
+
+def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
+    """(dgates (N, 4H), dc_prev) of one LSTM step."""
+    if not _cell_native(acts, dh, dc, tanh_c, c_prev) or (
+            dgates is not None and not _cell_native(dgates, acts)):
+        return reference.lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates)
+    dgates = _out(dgates, acts, acts.shape)
+    dc_prev = np.empty(tanh_c.shape, acts.dtype)
+    c = np.ascontiguousarray
+    _C.lstm_cell_backward(c(dh), c(dc), acts, c(tanh_c), c(c_prev), dgates, dc_prev)
+    return dgates, dc_prev
+
+
+def gru_cell_forward(xg, hg, h_prev):
+    """(h, n) of one GRU step; hg[:, :2H] becomes r, z, in place."""
+    if not _cell_native(hg, xg, h_prev):
+        return reference.gru_cell_forward(xg, hg, h_prev)
+    shape = (hg.shape[0], hg.shape[1] // 3)
+    h, n = np.empty(shape, hg.dtype), np.empty(shape, hg.dtype)
+    _C.gru_cell_forward(np.ascontiguousarray(xg), hg, np.ascontiguousarray(h_prev), h, n)
+    return h, n
+
+
+def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
+    """(dxg, dhg, dh_prev) of one GRU step (dh_prev: the direct path dh * z only)."""
+    outs_ok = all(o is None or _cell_native(o, rzh) for o in (dxg, dhg))
+    if not _cell_native(rzh, dh, n, h_prev) or not outs_ok:
+        return reference.gru_cell_backward(dh, rzh, n, h_prev, dxg, dhg)
+    dxg, dhg = _out(dxg, rzh, rzh.shape), _out(dhg, rzh, rzh.shape)
+    dh_prev = np.empty(n.shape, rzh.dtype)
+    c = np.ascontiguousarray
+    _C.gru_cell_backward(c(dh), c(rzh), c(n), c(h_prev), dxg, dhg, dh_prev)
+    return dxg, dhg, dh_prev
+
+
 # ----------------------------------------------------------------------------- optimizers
 # _C updates everything in place and returns True, or returns False having changed nothing
 # when some array is not C-contiguous float32/float64 of its parameter's size and dtype.

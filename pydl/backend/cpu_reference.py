@@ -336,6 +336,84 @@ def gelu_backward(gy, x, cdf, approximate="none"):
     return gy * (cdf + x * (_INV_SQRT_2PI * np.exp(-0.5 * x * x)))
 
 
+# ----------------------------------------------------------------------------- recurrent cells
+# The pointwise part of one LSTM / GRU step, after the matmuls. sigmoid is written as
+# 0.5 * (1 + tanh(x / 2)): no overflow warning for large |x|.
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def lstm_cell_forward(gates, c_prev):
+    """(h, c, tanh_c) of one LSTM step; ``gates`` (N, 4H) becomes the activations, in place.
+
+    gates holds the pre-activations in the order i, f, g, o; afterwards it holds
+    sigmoid(i), sigmoid(f), tanh(g), sigmoid(o), which is what backward needs.
+    c = f * c_prev + i * g, tanh_c = tanh(c), h = o * tanh_c.
+    """
+    H = gates.shape[-1] // 4
+    gates[:, :2 * H] = _sigmoid(gates[:, :2 * H])
+    gates[:, 2 * H:3 * H] = np.tanh(gates[:, 2 * H:3 * H])
+    gates[:, 3 * H:] = _sigmoid(gates[:, 3 * H:])
+    i, f, g, o = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    c = f * c_prev + i * g
+    tanh_c = np.tanh(c)
+    return o * tanh_c, c, tanh_c
+
+
+def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
+    """(dgates (N, 4H), dc_prev) of one LSTM step, from the forward's acts and tanh_c.
+
+    dh, dc: gradients of h and c (dc only through later steps). ``dgates`` (optional) is a
+    C-contiguous (N, 4H) array to write the result into.
+    """
+    H = acts.shape[-1] // 4
+    i, f, g, o = acts[:, :H], acts[:, H:2 * H], acts[:, 2 * H:3 * H], acts[:, 3 * H:]
+    if dgates is None:
+        dgates = np.empty_like(acts)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    dgates[:, :H] = dc * g * i * (1.0 - i)
+    dgates[:, H:2 * H] = dc * c_prev * f * (1.0 - f)
+    dgates[:, 2 * H:3 * H] = dc * i * (1.0 - g * g)
+    dgates[:, 3 * H:] = dh * tanh_c * o * (1.0 - o)
+    return dgates, dc * f
+
+
+def gru_cell_forward(xg, hg, h_prev):
+    """(h, n) of one GRU step; ``hg[:, :2H]`` becomes r, z, in place.
+
+    xg = x W_ih^T + b_ih and hg = h_prev W_hh^T + b_hh, both (N, 3H) in the order r, z, n.
+    r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
+    h = (1 - z) * n + z * h_prev. Afterwards hg holds r, z, h_n: what backward needs.
+    """
+    H = xg.shape[-1] // 3
+    hg[:, :2 * H] = _sigmoid(xg[:, :2 * H] + hg[:, :2 * H])
+    r, z, hn = hg[:, :H], hg[:, H:2 * H], hg[:, 2 * H:]
+    n = np.tanh(xg[:, 2 * H:] + r * hn)
+    return n + z * (h_prev - n), n
+
+
+def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
+    """(dxg, dhg, dh_prev) of one GRU step; rzh is the forward's hg (r, z, h_n), n its n.
+
+    dxg, dhg (N, 3H) are the gradients of xg and hg; dh_prev = dh * z is the direct path
+    only (the caller adds dhg W_hh). ``dxg`` / ``dhg`` (optional) are C-contiguous (N, 3H)
+    arrays to write the results into.
+    """
+    H = n.shape[-1]
+    r, z, hn = rzh[:, :H], rzh[:, H:2 * H], rzh[:, 2 * H:]
+    dxg = np.empty_like(rzh) if dxg is None else dxg
+    dhg = np.empty_like(rzh) if dhg is None else dhg
+    dn = dh * (1.0 - z) * (1.0 - n * n)
+    dxg[:, H:2 * H] = dh * (h_prev - n) * z * (1.0 - z)
+    dxg[:, :H] = dn * hn * r * (1.0 - r)
+    dxg[:, 2 * H:] = dn
+    dhg[:, :2 * H] = dxg[:, :2 * H]
+    dhg[:, 2 * H:] = dn * r
+    return dxg, dhg, dh * z
+
+
 # ----------------------------------------------------------------------------- optimizers
 # In place over lists of arrays; each line mirrors torch.optim's single-tensor code path.
 

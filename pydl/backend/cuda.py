@@ -671,6 +671,66 @@ _ACT_KERNELS = {
 }
 
 
+# ----------------------------------------------------------------------------- recurrent cells
+# Generic elementwise math, so CuPy ElementwiseKernels (one thread per (sample, hidden unit),
+# compiled by CuPy on first use) rather than csrc/cuda sources. Each mirrors the NumPy
+# reference in cpu_reference.py line for line, sigmoid(x) = 0.5 + 0.5 tanh(x / 2) included.
+# The gate arrays are ``raw`` (indexed by hand: row n, unit j of gate k is
+# [n * G + k * H + j]) and C-contiguous. Not yet run on a GPU (written on a machine
+# without one): the tests of the CPU versions do not cover these.
+
+_CELL_PREAMBLE = """
+template <typename T> __device__ T pydl_sigmoid(T x) { return T(0.5) + T(0.5) * tanh(T(0.5) * x); }
+"""
+
+_CELL_KERNELS = {
+    "lstm_cell_forward": (
+        "raw T gates, T c_prev, int64 H", "T h, T c, T tanh_c",
+        """
+        const ptrdiff_t k = (i / H) * 4 * H + i % H;
+        const T ig = pydl_sigmoid(gates[k]), fg = pydl_sigmoid(gates[k + H]);
+        const T gg = tanh(gates[k + 2 * H]), og = pydl_sigmoid(gates[k + 3 * H]);
+        gates[k] = ig; gates[k + H] = fg; gates[k + 2 * H] = gg; gates[k + 3 * H] = og;
+        c = fg * c_prev + ig * gg;
+        tanh_c = tanh(c);
+        h = og * tanh_c;
+        """),
+    "lstm_cell_backward": (
+        "T dh, T dc, raw T acts, T tanh_c, T c_prev, int64 H", "raw T dgates, T dc_prev",
+        """
+        const ptrdiff_t k = (i / H) * 4 * H + i % H;
+        const T ig = acts[k], fg = acts[k + H], gg = acts[k + 2 * H], og = acts[k + 3 * H];
+        const T dct = dc + dh * og * (T(1) - tanh_c * tanh_c);
+        dgates[k] = dct * gg * ig * (T(1) - ig);
+        dgates[k + H] = dct * c_prev * fg * (T(1) - fg);
+        dgates[k + 2 * H] = dct * ig * (T(1) - gg * gg);
+        dgates[k + 3 * H] = dh * tanh_c * og * (T(1) - og);
+        dc_prev = dct * fg;
+        """),
+    "gru_cell_forward": (
+        "raw T xg, raw T hg, T h_prev, int64 H", "T h, T n",
+        """
+        const ptrdiff_t k = (i / H) * 3 * H + i % H;
+        const T r = pydl_sigmoid(xg[k] + hg[k]), z = pydl_sigmoid(xg[k + H] + hg[k + H]);
+        n = tanh(xg[k + 2 * H] + r * hg[k + 2 * H]);
+        hg[k] = r; hg[k + H] = z;
+        h = n + z * (h_prev - n);
+        """),
+    "gru_cell_backward": (
+        "T dh, raw T rzh, T n, T h_prev, int64 H", "raw T dxg, raw T dhg, T dh_prev",
+        """
+        const ptrdiff_t k = (i / H) * 3 * H + i % H;
+        const T r = rzh[k], z = rzh[k + H], hn = rzh[k + 2 * H];
+        const T dn = dh * (T(1) - z) * (T(1) - n * n);
+        const T dz = dh * (h_prev - n) * z * (T(1) - z);
+        const T dr = dn * hn * r * (T(1) - r);
+        dxg[k] = dr; dxg[k + H] = dz; dxg[k + 2 * H] = dn;
+        dhg[k] = dr; dhg[k + H] = dz; dhg[k + 2 * H] = dn * r;
+        dh_prev = dh * z;
+        """),
+}
+
+
 @functools.lru_cache(maxsize=None)
 def _act_kernel(kind):
     in_params, out_params, body = _ACT_KERNELS[kind]
@@ -705,6 +765,74 @@ def gelu_backward(gy, x, cdf, approximate="none"):
     gx = _act_kernel(f"gelu_backward_{approximate}")(
         gy.astype(dtype, copy=False), x.astype(dtype, copy=False), cdf.astype(dtype, copy=False))
     return gx.astype(x.dtype, copy=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _cell_kernel(name):
+    in_params, out_params, body = _CELL_KERNELS[name]
+    return cupy.ElementwiseKernel(in_params, out_params, body, "pydl_" + name,
+                                  preamble=_CELL_PREAMBLE)
+
+
+def _gate_rows(op, gates, k, *others):
+    """(N, H) of a (N, k * H) gate array, after checking that the dtypes agree."""
+    for other in others:
+        _float_pair(op, gates, other)
+    return gates.shape[0], gates.shape[1] // k
+
+
+@_on_device
+def lstm_cell_forward(gates, c_prev):
+    _, H = _gate_rows("lstm_cell_forward", gates, 4, c_prev)
+    if not gates.flags.c_contiguous:  # in place: work on a copy, then write it back
+        work = xp.ascontiguousarray(gates)
+        out = lstm_cell_forward(work, c_prev)
+        gates[...] = work
+        return out
+    return _cell_kernel("lstm_cell_forward")(gates, _contig(c_prev), np.int64(H))
+
+
+@_on_device
+def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
+    N, H = _gate_rows("lstm_cell_backward", acts, 4, dh, dc, tanh_c, c_prev)
+    acts = _contig(acts)
+    target = dgates
+    if dgates is None or not dgates.flags.c_contiguous:
+        dgates = _empty(acts.shape, acts.dtype)
+    dc_prev = _empty((N, H), acts.dtype)
+    _cell_kernel("lstm_cell_backward")(_contig(dh), _contig(dc), acts, _contig(tanh_c),
+                                       _contig(c_prev), np.int64(H), dgates, dc_prev)
+    if target is not None and target is not dgates:
+        target[...] = dgates
+        dgates = target
+    return dgates, dc_prev
+
+
+@_on_device
+def gru_cell_forward(xg, hg, h_prev):
+    _, H = _gate_rows("gru_cell_forward", hg, 3, xg, h_prev)
+    if not hg.flags.c_contiguous:  # in place: work on a copy, then write it back
+        work = xp.ascontiguousarray(hg)
+        out = gru_cell_forward(xg, work, h_prev)
+        hg[...] = work
+        return out
+    return _cell_kernel("gru_cell_forward")(_contig(xg), hg, _contig(h_prev), np.int64(H))
+
+
+@_on_device
+def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
+    N, H = _gate_rows("gru_cell_backward", rzh, 3, dh, n, h_prev)
+    rzh = _contig(rzh)
+    outs = [o if o is not None and o.flags.c_contiguous else _empty(rzh.shape, rzh.dtype)
+            for o in (dxg, dhg)]
+    dh_prev = _empty((N, H), rzh.dtype)
+    _cell_kernel("gru_cell_backward")(_contig(dh), rzh, _contig(n), _contig(h_prev),
+                                      np.int64(H), outs[0], outs[1], dh_prev)
+    for target, out in zip((dxg, dhg), outs, strict=True):
+        if target is not None and target is not out:
+            target[...] = out
+    return (dxg if dxg is not None else outs[0], dhg if dhg is not None else outs[1],
+            dh_prev)
 
 
 # ----------------------------------------------------------------------------- optimizers

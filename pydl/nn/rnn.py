@@ -18,8 +18,12 @@ is backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per st
 then forms ``dW_hh`` with a single large ``(G, T*N) @ (T*N, H)`` product instead of T small
 ones. The autograd graph therefore has a handful of nodes per layer, not a dozen per time
 step, so Python overhead stays flat and a 1,000-step unroll backpropagates like any other.
-The cells (``LSTMCell``...) use one fused elementwise Function per step
-(``_LSTMPointwise``, ``_GRUPointwise``) after the two matmuls.
+The gate arithmetic of a step is one backend kernel (``lstm_cell_forward`` / ``_backward``,
+``gru_cell_forward`` / ``_backward``; one pass in C++ on the CPU): forward builds the gates in
+the saved activation buffer and the kernel turns them into activations in place, backward
+writes the gate gradients straight into the whole-sequence buffer. The cells
+(``LSTMCell``...) use the same kernels through one Function per step (``_LSTMPointwise``,
+``_GRUPointwise``) after the two matmuls.
 """
 
 from __future__ import annotations
@@ -39,11 +43,6 @@ __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell"
 
 
 # -- fused Functions used by the layers ----------------------------------------------------
-def _sigmoid(xp, x):
-    # 0.5 * (1 + tanh(x / 2)) is sigmoid without overflow warnings for large |x|
-    return 0.5 * (1.0 + xp.tanh(0.5 * x))
-
-
 class _Unbind(autograd.Function):
     """Split a tensor into its slices along ``dim`` (views); backward stacks them once."""
 
@@ -70,40 +69,28 @@ def _unbind(x: Tensor, dim: int = 0):
 class _LSTMPointwise(autograd.Function):
     """One LSTM step after the matmuls: ``gates`` (N, 4H) in order i, f, g, o, and c_{t-1}.
 
-    Returns (o * tanh(c_t), c_t) with c_t = f * c_{t-1} + i * g.
+    Returns (o * tanh(c_t), c_t) with c_t = f * c_{t-1} + i * g (the backend's
+    ``lstm_cell_forward`` / ``lstm_cell_backward``).
     """
 
     @staticmethod
     def forward(ctx, gates, c_prev):
-        xp = backend_of(gates).xp
-        H = gates.shape[-1] // 4
-        i = _sigmoid(xp, gates[..., :H])
-        f = _sigmoid(xp, gates[..., H:2 * H])
-        g = xp.tanh(gates[..., 2 * H:3 * H])
-        o = _sigmoid(xp, gates[..., 3 * H:])
-        c = f * c_prev + i * g
-        tc = xp.tanh(c)
-        h = o * tc
-        ctx.save_for_backward(i, f, g, o, tc, c_prev)
-        ctx.xp = xp
+        be = backend_of(gates)
+        acts = be.xp.array(gates, order="C", copy=True)  # the kernel works in place
+        h, c, tanh_c = be.lstm_cell_forward(acts, c_prev)
+        ctx.save_for_backward(acts, tanh_c, c_prev)
+        ctx.be = be
         return h, c
 
     @staticmethod
     def backward(ctx, gh, gc):
-        i, f, g, o, tc, c_prev = ctx.saved_tensors
-        xp = ctx.xp
-        dc = gc + gh * o * (1.0 - tc * tc)
-        di = dc * g * i * (1.0 - i)
-        df = dc * c_prev * f * (1.0 - f)
-        dg = dc * i * (1.0 - g * g)
-        do = gh * tc * o * (1.0 - o)
-        dgates = xp.concatenate([di, df, dg, do], axis=-1)
-        dc_prev = dc * f if ctx.needs_input_grad[1] else None
-        return dgates, dc_prev
+        acts, tanh_c, c_prev = ctx.saved_tensors
+        dgates, dc_prev = ctx.be.lstm_cell_backward(gh, gc, acts, tanh_c, c_prev)
+        return dgates, dc_prev if ctx.needs_input_grad[1] else None
 
 
 class _GRUPointwise(autograd.Function):
-    """One GRU step after the matmuls.
+    """One GRU step after the matmuls (the backend's ``gru_cell_forward`` / ``_backward``).
 
     ``xg`` = W_ih x + b_ih and ``hg`` = W_hh h + b_hh, both (N, 3H) in order r, z, n;
     r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
@@ -112,28 +99,20 @@ class _GRUPointwise(autograd.Function):
 
     @staticmethod
     def forward(ctx, xg, hg, h_prev):
-        xp = backend_of(xg).xp
-        H = xg.shape[-1] // 3
-        r = _sigmoid(xp, xg[..., :H] + hg[..., :H])
-        z = _sigmoid(xp, xg[..., H:2 * H] + hg[..., H:2 * H])
-        hn = hg[..., 2 * H:]
-        n = xp.tanh(xg[..., 2 * H:] + r * hn)
-        h = (1.0 - z) * n + z * h_prev
-        ctx.save_for_backward(r, z, n, hn, h_prev)
-        ctx.xp = xp
+        be = backend_of(xg)
+        rzh = be.xp.array(hg, order="C", copy=True)  # the kernel writes r, z over it
+        h, n = be.gru_cell_forward(xg, rzh, h_prev)
+        ctx.save_for_backward(rzh, n, h_prev)
+        ctx.be = be
         return h
 
     @staticmethod
     def backward(ctx, gh):
-        r, z, n, hn, h_prev = ctx.saved_tensors
-        xp = ctx.xp
-        dn = gh * (1.0 - z) * (1.0 - n * n)
-        dz = gh * (h_prev - n) * z * (1.0 - z)
-        dr = dn * hn * r * (1.0 - r)
-        dxg = xp.concatenate([dr, dz, dn], axis=-1) if ctx.needs_input_grad[0] else None
-        dhg = xp.concatenate([dr, dz, dn * r], axis=-1) if ctx.needs_input_grad[1] else None
-        dh_prev = gh * z if ctx.needs_input_grad[2] else None
-        return dxg, dhg, dh_prev
+        rzh, n, h_prev = ctx.saved_tensors
+        dxg, dhg, dh_prev = ctx.be.gru_cell_backward(gh, rzh, n, h_prev)
+        need = ctx.needs_input_grad
+        return (dxg if need[0] else None, dhg if need[1] else None,
+                dh_prev if need[2] else None)
 
 
 class _RecurrenceBase(autograd.Function):
@@ -180,15 +159,10 @@ class _LSTMSequence(_RecurrenceBase):
         for t in _RecurrenceBase._steps(T, reverse):
             h_prev[t] = h
             c_prev[t] = c
-            gates = xs[t] + be.matmul(h, w_hh, trans_b=True)
+            # the gates are built in acts[t], which the cell kernel turns into activations
             a = acts[t]
-            a[:, :2 * H] = _sigmoid(xp, gates[:, :2 * H])
-            a[:, 2 * H:3 * H] = xp.tanh(gates[:, 2 * H:3 * H])
-            a[:, 3 * H:] = _sigmoid(xp, gates[:, 3 * H:])
-            c = a[:, H:2 * H] * c + a[:, :H] * a[:, 2 * H:3 * H]
-            tc = xp.tanh(c)
-            tcs[t] = tc
-            m = a[:, 3 * H:] * tc
+            xp.add(xs[t], be.matmul(h, w_hh, trans_b=True), out=a)
+            m, c, tcs[t] = be.lstm_cell_forward(a, c)
             if w_hr is not None:
                 ms[t] = m
                 h = be.matmul(m, w_hr, trans_b=True)
@@ -206,27 +180,18 @@ class _LSTMSequence(_RecurrenceBase):
         be = backend_of(g_hs)
         xp = be.xp
         g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
-        T, N, G = acts.shape
-        H = G // 4
         dgates = xp.empty_like(acts)
         dhs = xp.empty_like(h_prev) if w_hr is not None else None
         dh, dc = g_h, g_c
-        for t in _RecurrenceBase._steps(T, not ctx.reverse):
+        for t in _RecurrenceBase._steps(acts.shape[0], not ctx.reverse):
             dh = dh + g_hs[t]
             if w_hr is not None:
                 dhs[t] = dh
                 dm = be.matmul(dh, w_hr)
             else:
                 dm = dh
-            a, tc = acts[t], tcs[t]
-            i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-            dc = dc + dm * o * (1.0 - tc * tc)
             d = dgates[t]
-            d[:, :H] = dc * g * i * (1.0 - i)
-            d[:, H:2 * H] = dc * c_prev[t] * f * (1.0 - f)
-            d[:, 2 * H:3 * H] = dc * i * (1.0 - g * g)
-            d[:, 3 * H:] = dm * tc * o * (1.0 - o)
-            dc = dc * f
+            _, dc = be.lstm_cell_backward(dm, dc, acts[t], tcs[t], c_prev[t], dgates=d)
             dh = be.matmul(d, w_hh)
         d_whh = _RecurrenceBase._weight_grad(be, dgates, h_prev)
         d_whr = _RecurrenceBase._weight_grad(be, dhs, ms) if w_hr is not None else None
@@ -241,37 +206,33 @@ class _GRUSequence(_RecurrenceBase):
     def forward(ctx, xproj, h0, w_hh, b_hh, tdim=0, reverse=False):
         be = backend_of(xproj)
         xp = be.xp
-        xs = xp.moveaxis(xproj, tdim, 0)
+        xs = xp.ascontiguousarray(xp.moveaxis(xproj, tdim, 0))  # the cell kernel reads rows
         T, N, G = xs.shape
         H = G // 3
         dt = xproj.dtype
-        rz = xp.empty((T, N, 2 * H), dtype=dt)
+        rzh = xp.empty((T, N, G), dtype=dt)  # r, z, W_hn h + b_hn
         ns = xp.empty((T, N, H), dtype=dt)
-        hns = xp.empty((T, N, H), dtype=dt)  # W_hn h + b_hn
         h_prev = xp.empty((T, N, H), dtype=dt)
         hs = xp.empty((T, N, H), dtype=dt)
         h = h0
         for t in _RecurrenceBase._steps(T, reverse):
             h_prev[t] = h
-            hg = be.matmul(h, w_hh, trans_b=True)
+            # W_hh h + b_hh is built in rzh[t]; the cell kernel writes r, z over its first 2H
+            hg = rzh[t]
             if b_hh is not None:
-                hg = hg + b_hh
-            x = xs[t]
-            rz[t] = _sigmoid(xp, x[:, :2 * H] + hg[:, :2 * H])
-            r, z = rz[t, :, :H], rz[t, :, H:]
-            hns[t] = hg[:, 2 * H:]
-            n = xp.tanh(x[:, 2 * H:] + r * hns[t])
-            ns[t] = n
-            h = n + z * (h - n)
+                xp.add(be.matmul(h, w_hh, trans_b=True), b_hh, out=hg)
+            else:
+                hg[...] = be.matmul(h, w_hh, trans_b=True)
+            h, ns[t] = be.gru_cell_forward(xs[t], hg, h)
             hs[t] = h
-        ctx.save_for_backward(rz, ns, hns, h_prev, w_hh)
+        ctx.save_for_backward(rzh, ns, h_prev, w_hh)
         ctx.tdim, ctx.reverse, ctx.has_bias = tdim, reverse, b_hh is not None
         out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
         return out, xp.array(h, copy=True)
 
     @staticmethod
     def backward(ctx, g_hs, g_h):
-        rz, ns, hns, h_prev, w_hh = ctx.saved_tensors
+        rzh, ns, h_prev, w_hh = ctx.saved_tensors
         be = backend_of(g_hs)
         xp = be.xp
         g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
@@ -281,16 +242,10 @@ class _GRUSequence(_RecurrenceBase):
         dh = g_h
         for t in _RecurrenceBase._steps(T, not ctx.reverse):
             dh = dh + g_hs[t]
-            r, z, n = rz[t, :, :H], rz[t, :, H:], ns[t]
-            dn = dh * (1.0 - z) * (1.0 - n * n)
-            dz = dh * (h_prev[t] - n) * z * (1.0 - z)
-            dr = dn * hns[t] * r * (1.0 - r)
-            dxg[t, :, :H] = dr
-            dxg[t, :, H:2 * H] = dz
-            dxg[t, :, 2 * H:] = dn
-            dhg[t, :, :2 * H] = dxg[t, :, :2 * H]
-            dhg[t, :, 2 * H:] = dn * r
-            dh = dh * z + be.matmul(dhg[t], w_hh)
+            _, _, dh_direct = be.gru_cell_backward(dh, rzh[t], ns[t], h_prev[t], dxg=dxg[t],
+                                                   dhg=dhg[t])
+            dh = be.matmul(dhg[t], w_hh)
+            dh += dh_direct
         d_whh = _RecurrenceBase._weight_grad(be, dhg, h_prev)
         d_bhh = dhg.sum(axis=(0, 1)) if ctx.has_bias else None
         dx = xp.moveaxis(dxg, 0, ctx.tdim) if ctx.tdim else dxg
