@@ -228,7 +228,7 @@ class Function:
         data_type = None
         for t in tensors:
             if t._view is not None and t._view[0]._ctx is not t._view[2]:
-                t._refresh_view()  # a view whose root was written in place since: new graph
+                t._refresh_view()  # t._sync_view(), inlined: this runs for every op
             if t._requires_grad:
                 record = True
             if data_type is None:
@@ -352,8 +352,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
                 "requires_grad=True?)"
             )
         used.add(id(g))
-        if t._view is not None and t._view[0]._ctx is not t._view[2]:
-            t._refresh_view()
+        t._sync_view()
         send(t, t._ctx, t._out_index, g)
         if t._ctx is not None:
             roots.append(t._ctx)

@@ -374,10 +374,10 @@ class Tensor:
 
     def _check_no_alias(self, args):
         """Refuse ``x.op_(y)`` where y reads memory that the write to x changes."""
-        xp = backend_of(self.data).xp
         for a in args:
             if not isinstance(a, Tensor) or a._version is not self._version or a is self:
                 continue
+            xp = backend_of(self.data).xp
             overlap = xp.may_share_memory(self.data, a.data)
             if overlap and xp is np:
                 try:
@@ -404,6 +404,11 @@ class Tensor:
         self._bump()
         return self
 
+    def _sync_view(self):
+        """If this is a view whose root was written in place since, rebuild its graph."""
+        if self._view is not None and self._view[0]._ctx is not self._view[2]:
+            self._refresh_view()
+
     def _refresh_view(self):
         """Rebuild this view's graph as ``ViewOf(root)`` after its root was written in place."""
         from .functions.views import ViewOf
@@ -426,8 +431,7 @@ class Tensor:
             return self
         self._check_not_leaf()
         self._check_no_alias(args)
-        if self._view is not None and self._view[0]._ctx is not self._view[2]:
-            self._refresh_view()
+        self._sync_view()
         # the old value gets its own buffer and version counter: the write below must not
         # change what the new node computed from (ops that saved self itself still see the
         # version bump and raise at backward)

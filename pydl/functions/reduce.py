@@ -24,9 +24,10 @@ import numbers
 
 import numpy as np
 
+from ..autograd import Function
 from ..tensor import Tensor, dtype_name
 from ._util import normalize_axis, xp_of
-from .unary import Op, _as_tensor
+from .unary import _as_tensor
 
 __all__ = [
     "sum", "mean", "prod", "var", "std", "logsumexp", "norm", "max", "min", "amax", "amin",
@@ -125,7 +126,7 @@ def _int_accumulator(x, dtype):
 
 
 # -- Functions ---------------------------------------------------------------------------------
-class Sum(Op):
+class Sum(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.meta = (a.shape, axes, keepdim)
@@ -137,7 +138,7 @@ class Sum(Op):
         return _expand(g, shape, axes, keepdim), None, None
 
 
-class Mean(Op):
+class Mean(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         xp = xp_of(a)
@@ -154,7 +155,7 @@ class Mean(Op):
         return _expand(g * (1.0 / builtins.max(n, 1)), shape, axes, keepdim), None, None
 
 
-class Var(Op):
+class Var(Function):
     """Variance (``root=False``) or standard deviation (``root=True``), two-pass."""
 
     @staticmethod
@@ -204,7 +205,7 @@ class Std(Var):
     """Standard deviation: ``Var`` with ``root=True`` (its own name in ``grad_fn``)."""
 
 
-class LogSumExp(Op):
+class LogSumExp(Function):
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         xp = xp_of(a)
@@ -232,7 +233,7 @@ class LogSumExp(Op):
         return xp.exp(a - lse) * _expand(g, shape, axes, keepdim), None, None
 
 
-class Prod(Op):
+class Prod(Function):
     @staticmethod
     def forward(ctx, a, axis, keepdim):
         ctx.save_for_backward(a)
@@ -257,7 +258,7 @@ class Prod(Op):
         return others * _expand(g, a.shape, axes, keepdim), None, None
 
 
-class Amax(Op):
+class Amax(Function):
     """max/min over several axes; ties share the gradient evenly (as PyTorch's amax)."""
 
     @staticmethod
@@ -280,7 +281,7 @@ class Amax(Op):
             None, None, None
 
 
-class MaxDim(Op):
+class MaxDim(Function):
     """max/min along one axis returning (values, indices); gradient to the index only."""
 
     @staticmethod
@@ -314,7 +315,7 @@ class MaxDim(Op):
         return xp.where(iota == ctx.idx, g, 0).astype(g.dtype, copy=False), None, None, None
 
 
-class Cumsum(Op):
+class Cumsum(Function):
     @staticmethod
     def forward(ctx, a, axis):
         ctx.axis = axis
@@ -331,7 +332,7 @@ class Cumsum(Op):
         return xp.flip(xp.cumsum(xp.flip(g, axis=ax), axis=ax), axis=ax), None
 
 
-class Norm(Op):
+class Norm(Function):
     """Vector p-norm over ``axes`` (p = 2, 1, inf, -inf, 0 or any other real)."""
 
     @staticmethod

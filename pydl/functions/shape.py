@@ -127,11 +127,6 @@ def _view_possible(shape, strides, new_shape) -> bool:
     return view_d == -1
 
 
-def _share_version(out: Tensor, inp: Tensor, fn) -> Tensor:
-    """Mark ``out = fn(inp)`` as a view of ``inp`` when it really aliases its memory."""
-    return share_if_view(out, inp, fn)
-
-
 def _check_tensor(x, op: str) -> Tensor:
     if not isinstance(x, Tensor):
         raise TypeError(f"{op}: expected a Tensor, got {type(x).__name__}")
@@ -151,7 +146,7 @@ class Reshape(Function):
 
 
 def _reshape(x: Tensor, shape: tuple) -> Tensor:
-    return _share_version(Reshape.apply(x, shape), x, lambda a: a.reshape(shape))
+    return share_if_view(Reshape.apply(x, shape), x, lambda a: a.reshape(shape))
 
 
 def reshape(x, *shape) -> Tensor:
@@ -234,7 +229,7 @@ def permute(x, *dims) -> Tensor:
     norm = tuple(_dim(d, x.ndim, "permute") for d in dims)
     if sorted(norm) != list(range(x.ndim)):
         raise RuntimeError(f"permute: dims {dims} are not a permutation of {x.ndim} dims")
-    return _share_version(Permute.apply(x, norm), x, lambda a: a.transpose(norm))
+    return share_if_view(Permute.apply(x, norm), x, lambda a: a.transpose(norm))
 
 
 def transpose(x, dim0, dim1) -> Tensor:
@@ -248,7 +243,7 @@ def transpose(x, dim0, dim1) -> Tensor:
     perm = list(range(x.ndim))
     perm[d0], perm[d1] = perm[d1], perm[d0]
     perm = tuple(perm)
-    return _share_version(Permute.apply(x, perm), x, lambda a: a.transpose(perm))
+    return share_if_view(Permute.apply(x, perm), x, lambda a: a.transpose(perm))
 
 
 swapaxes = transpose
@@ -351,7 +346,7 @@ def expand(x, *sizes) -> Tensor:
                 f"non-singleton dimension {i}; target sizes {sizes}, tensor shape {x.shape}"
             )
     out = tuple(out)
-    return _share_version(Expand.apply(x, out), x, lambda a: xp_of(a).broadcast_to(a, out))
+    return share_if_view(Expand.apply(x, out), x, lambda a: xp_of(a).broadcast_to(a, out))
 
 
 def expand_as(x, other) -> Tensor:
@@ -512,7 +507,7 @@ def _split_sizes(x, d, sizes, op):
     lead = (slice(None),) * d
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     return tuple(
-        _share_version(o, x, lambda a, k=lead + (slice(s, s + n),): a[k])
+        share_if_view(o, x, lambda a, k=lead + (slice(s, s + n),): a[k])
         for o, s, n in zip(outs, starts, sizes)
     )
 
@@ -565,7 +560,7 @@ def unbind(x, dim=0) -> tuple:
         return ()
     lead = (slice(None),) * d
     return tuple(
-        _share_version(o, x, lambda a, k=lead + (i,): a[k])
+        share_if_view(o, x, lambda a, k=lead + (i,): a[k])
         for i, o in enumerate(Unbind.apply(x, d))
     )
 

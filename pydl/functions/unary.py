@@ -56,11 +56,6 @@ _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 # -- helpers ---------------------------------------------------------------------------------
-class Op(Function):
-    """A plain Function. (NumPy ufuncs on 0-d arrays return scalars; ``Function.apply`` and
-    the backward engine turn them back into 0-d arrays for every op.)"""
-
-
 def _as_tensor(x, op: str) -> Tensor:
     if isinstance(x, Tensor):
         return x
@@ -84,7 +79,7 @@ def _sigmoid(xp, x):
 
 
 # -- exponentials and powers -----------------------------------------------------------------
-class Exp(Op):
+class Exp(Function):
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).exp(a)
@@ -97,7 +92,7 @@ class Exp(Op):
         return g * out
 
 
-class Log(Op):
+class Log(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -109,7 +104,7 @@ class Log(Op):
         return g / a
 
 
-class Log1p(Op):
+class Log1p(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -121,7 +116,7 @@ class Log1p(Op):
         return g / (1 + a)
 
 
-class Sqrt(Op):
+class Sqrt(Function):
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).sqrt(a)
@@ -134,7 +129,7 @@ class Sqrt(Op):
         return g / (2 * out)
 
 
-class Rsqrt(Op):
+class Rsqrt(Function):
     @staticmethod
     def forward(ctx, a):
         out = 1 / xp_of(a).sqrt(a)
@@ -147,7 +142,7 @@ class Rsqrt(Op):
         return -0.5 * g * out * out * out
 
 
-class Reciprocal(Op):
+class Reciprocal(Function):
     @staticmethod
     def forward(ctx, a):
         out = 1 / a
@@ -160,7 +155,7 @@ class Reciprocal(Op):
         return -g * out * out
 
 
-class Square(Op):
+class Square(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -172,7 +167,7 @@ class Square(Op):
         return 2 * g * a
 
 
-class Abs(Op):
+class Abs(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -184,7 +179,7 @@ class Abs(Op):
         return g * xp_of(a).sign(a)
 
 
-class Sign(Op):
+class Sign(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.meta = (a.shape, a.dtype)
@@ -196,7 +191,7 @@ class Sign(Op):
 
 
 # -- trigonometric and squashing -------------------------------------------------------------
-class Sin(Op):
+class Sin(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -208,7 +203,7 @@ class Sin(Op):
         return g * xp_of(a).cos(a)
 
 
-class Cos(Op):
+class Cos(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -220,7 +215,7 @@ class Cos(Op):
         return -g * xp_of(a).sin(a)
 
 
-class Tanh(Op):
+class Tanh(Function):
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).tanh(a)
@@ -233,7 +228,7 @@ class Tanh(Op):
         return g * (1 - out * out)
 
 
-class Sigmoid(Op):
+class Sigmoid(Function):
     @staticmethod
     def forward(ctx, a):
         out = _sigmoid(xp_of(a), a)
@@ -246,7 +241,7 @@ class Sigmoid(Op):
         return g * out * (1 - out)
 
 
-class Erf(Op):
+class Erf(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -259,7 +254,7 @@ class Erf(Op):
 
 
 # -- activations -----------------------------------------------------------------------------
-class Relu(Op):
+class Relu(Function):
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).maximum(a, 0)
@@ -272,7 +267,7 @@ class Relu(Op):
         return g * (out > 0)
 
 
-class LeakyRelu(Op):
+class LeakyRelu(Function):
     @staticmethod
     def forward(ctx, a, negative_slope):
         ctx.save_for_backward(a)
@@ -285,7 +280,7 @@ class LeakyRelu(Op):
         return xp_of(a).where(a > 0, g, g * ctx.slope), None
 
 
-class Gelu(Op):
+class Gelu(Function):
     """Saves x and the CDF that forward computed, so backward evaluates no erf (or tanh)."""
 
     @staticmethod
@@ -301,7 +296,7 @@ class Gelu(Op):
         return backend_of(a).gelu_backward(g, a, cdf, ctx.approximate), None
 
 
-class Elu(Op):
+class Elu(Function):
     @staticmethod
     def forward(ctx, a, alpha):
         xp = xp_of(a)
@@ -316,7 +311,7 @@ class Elu(Op):
         return xp.where(a > 0, g, g * (ctx.alpha * xp.exp(xp.minimum(a, 0)))), None
 
 
-class Softplus(Op):
+class Softplus(Function):
     @staticmethod
     def forward(ctx, a, beta, threshold):
         xp = xp_of(a)
@@ -334,7 +329,7 @@ class Softplus(Op):
         return xp.where(ba > ctx.threshold, g, g * _sigmoid(xp, ba)), None, None
 
 
-class Silu(Op):
+class Silu(Function):
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -352,7 +347,7 @@ def _shape(x):
     return getattr(x, "shape", ())
 
 
-class Clamp(Op):
+class Clamp(Function):
     """``min(max(x, lo), hi)``; lo/hi are scalars, arrays or None. Ties pass to ``x``."""
 
     @staticmethod
@@ -392,7 +387,7 @@ class Clamp(Op):
         return ga, glo, ghi
 
 
-class Where(Op):
+class Where(Function):
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
@@ -411,7 +406,7 @@ class Where(Op):
         return None, ga, gb
 
 
-class Maximum(Op):
+class Maximum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -423,7 +418,7 @@ class Maximum(Op):
         return _minmax_grads(ctx, g, a, b, a > b)
 
 
-class Minimum(Op):
+class Minimum(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -465,7 +460,7 @@ _TESTS = {
 }
 
 
-class Compare(Op):
+class Compare(Function):
     """A bool-valued binary op (comparison or logical); never differentiable."""
 
     @staticmethod
@@ -478,7 +473,7 @@ class Compare(Op):
         return None, None
 
 
-class Predicate(Op):
+class Predicate(Function):
     """A bool-valued unary op; never differentiable."""
 
     @staticmethod

@@ -99,8 +99,6 @@ def resolve_device(device):
     return as_device(device)
 
 
-_resolve_device = resolve_device
-
 
 def _host(x):
     if isinstance(x, Tensor):
@@ -145,7 +143,7 @@ class Model:
         return self
 
     def to(self, device):
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.module.to(self.device)
         return self
 
