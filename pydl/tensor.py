@@ -510,7 +510,11 @@ class Tensor:
         src = src if isinstance(src, Tensor) else Tensor(src, dtype=self.dtype, device=self.device)
         if src.device != self.device:
             src = src.to(self.device)
-        return self._rebase(lambda t, s: _F().broadcast_to(s, t.shape).to(t.dtype) + t * 0, src)
+        # where(False, t, s): self's old values get gradient 0 and, unlike s + 0 * t, cannot
+        # leak into the result (0 * inf and 0 * nan are nan)
+        keep = Tensor._make(backend_of(self.data).xp.zeros((), dtype=bool))
+        return self._rebase(
+            lambda t, s: _F().where(keep, t, _F().broadcast_to(s, t.shape).to(t.dtype)), src)
 
     def uniform_(self, a=0.0, b=1.0):
         from .creation import rand

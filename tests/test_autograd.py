@@ -511,3 +511,18 @@ def test_inplace_reading_another_view_of_same_memory(device):
     y_ref = pydl.cat([y0[:4], y0[4:] * y0[:2]])
     y_ref.exp().sum().backward()
     assert_close(g_inplace, x.grad.cpu().numpy(), rtol=1e-12)
+
+
+def test_copy_into_nan_and_inf_overwrites_them(device):
+    """copy_ replaces every element: old nan/inf values must not leak (0 * inf is nan)."""
+    x = pydl.tensor([float("nan"), float("inf"), -float("inf")], device=device)
+    x.copy_(pydl.tensor([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(x.cpu().numpy(), [1.0, 2.0, 3.0])
+    w = pydl.tensor([float("inf"), 1.0, 1.0], requires_grad=True, device=device)
+    y = w * 1
+    src = pydl.tensor([4.0, 5.0, 6.0], requires_grad=True, device=device)
+    y.copy_(src)
+    (y * 2).sum().backward()
+    np.testing.assert_array_equal(y.detach().cpu().numpy(), [4.0, 5.0, 6.0])
+    np.testing.assert_array_equal(w.grad.cpu().numpy(), [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(src.grad.cpu().numpy(), [2.0, 2.0, 2.0])
