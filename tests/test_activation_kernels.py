@@ -3,13 +3,15 @@ the reference against math.erf, and GELU's gradient against finite differences.
 
 The C++ kernels compute float32 in float32 (a few float32 ulp from the float64 reference)
 and float64 to about 1 ulp. Sizes are odd on purpose (0, 1, primes, one past the parallel
-grain) so the vector loops' remainders and the thread split both run.
+grain) so the vector loops' remainders and the thread split both run. The CUDA kernels run
+on a GPU and, with ``PYDL_CUDA_EMULATE=1``, on the CPU (``tests/_cuda_emu.py``).
 """
 
 from __future__ import annotations
 
 import math
 
+import _cuda_emu
 import numpy as np
 import pytest
 
@@ -130,6 +132,98 @@ def test_gelu_kernels_shapes_and_layouts():
     assert ext.gelu_forward(scalar)[0].shape == ()
     half = np.linspace(-3, 3, 11).astype(np.float16)  # not a C++ dtype: the reference's answer
     np.testing.assert_array_equal(ext.gelu_forward(half)[0], ref.gelu_forward(half)[0])
+
+
+# ----------------------------------------------------------------------------- CUDA kernels
+# CuPy ElementwiseKernels (pydl/backend/cuda.py): on a GPU, and with PYDL_CUDA_EMULATE=1 on
+# the CPU, where tests/_cuda_emu.py builds their bodies with g++ (glibc's erff / tanhf /
+# expf standing in for CUDA's). float32 computes in float32: 0.5 * (1 + erf) cancels where
+# erf is near -1, so the error bound has an absolute part, and y = x * cdf and gx carry it
+# times |x| (x^2 for gx). The bound is 8 ulp of (|want| + that absolute part), against the
+# reference in float64: room for CUDA's erff, tanhf, expf, erf, tanh (a couple of ulp each in
+# the CUDA C++ Programming Guide's tables); glibc's stay under 1 ulp of it here.
+
+
+@pytest.fixture(params=_cuda_emu.KINDS)
+def cuda(request, monkeypatch):
+    return _cuda_emu.device(request.param, monkeypatch)
+
+
+def _within(got, want, dtype, scale, ulps=8):
+    """|got - want| <= ulps * eps * (|want| + scale), NaN where NaN, infinities equal."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    same = (got == want) | np.isnan(want)
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite
+        err = np.abs(np.where(same, 0.0, got - want))
+    tol = ulps * np.finfo(dtype).eps * (np.abs(want) + scale)
+    bad = ~same & (np.isinf(want) | ~(err <= tol))
+    assert not bad.any(), f"{bad.sum()} elements off, e.g. {got[bad][:3]} for {want[bad][:3]}"
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("n", SIZES)
+def test_cuda_activation_kernels_match_reference(cuda, n, dtype, approximate):
+    from pydl.backend import cuda as backend
+
+    x = _inputs(n, dtype)
+    gy = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    x64, gy64 = x.astype(np.float64), gy.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        erf, erf_ref = backend.erf(cuda.put(x)), ref.erf(x64)
+        y, cdf = backend.gelu_forward(cuda.put(x), approximate)
+        y_ref, cdf_ref = ref.gelu_forward(x64, approximate)
+        gx = backend.gelu_backward(cuda.put(gy), cuda.put(x), cuda.put(cdf_ref.astype(dtype)),
+                                   approximate)
+        gx_ref = ref.gelu_backward(gy64, x64, cdf_ref, approximate)
+    for a in (erf, y, cdf, gx):
+        assert a.dtype == dtype and a.shape == (n,)
+    erf = cuda.get(erf)
+    _within(erf, erf_ref, dtype, 0.0)
+    np.testing.assert_array_equal(np.signbit(erf[x == 0]), np.signbit(x[x == 0]))
+    _within(cuda.get(cdf), cdf_ref, dtype, 1.0)
+    _within(cuda.get(y), y_ref, dtype, 1 + np.abs(x64))
+    _within(cuda.get(gx), gx_ref, dtype, np.abs(gy64) * (1 + x64 * x64))
+
+
+def test_cuda_activation_kernels_shapes_and_dtypes(cuda):
+    from pydl.backend import cuda as backend
+
+    x = np.random.default_rng(1).standard_normal((5, 6, 7)).astype(np.float32)
+    xt = cuda.put(x).transpose(2, 0, 1)  # not contiguous
+    y, cdf = backend.gelu_forward(xt)
+    y_ref, cdf_ref = ref.gelu_forward(x.transpose(2, 0, 1).astype(np.float64))
+    assert y.shape == cdf.shape == xt.shape
+    _within(cuda.get(y), y_ref, F32, 1 + np.abs(y_ref))
+    gx = backend.gelu_backward(cuda.put(np.ones(xt.shape, np.float32)), xt, cdf)
+    assert gx.shape == xt.shape
+    scalar = backend.gelu_forward(cuda.put(np.array(0.5)))[0]
+    assert scalar.shape == () and scalar.dtype == F64
+    _within(cuda.get(scalar), ref.gelu_forward(np.array(0.5))[0], F64, 0.0)
+    half = np.linspace(-3, 3, 11).astype(np.float16)  # computed in float32, rounded back
+    for got, want in ((backend.erf(cuda.put(half)), ref.erf(half.astype(np.float64))),
+                      (backend.gelu_forward(cuda.put(half))[0],
+                       ref.gelu_forward(half.astype(np.float64))[0])):
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(cuda.get(got).astype(np.float64), want, rtol=1e-3,
+                                   atol=1e-3)
+    with pytest.raises(TypeError):
+        backend.erf(cuda.put(np.arange(3)))  # integers: not a CUDA kernel dtype
+
+
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("kind", ["erf", "gelu_none", "gelu_tanh", "gelu_backward_none",
+                                  "gelu_backward_tanh"])
+def test_cuda_activation_kernels_compile_with_cupy_and_nvrtc(kind, dtype):
+    """The code CuPy generates for the kernel compiles (NVRTC; CuPy needed, no GPU)."""
+    from pydl.backend import cuda as backend
+
+    ins, outs, body = backend._ACT_KERNELS[kind]
+    log = _cuda_emu.cupy_compile_errors(ins, outs, body, f"pydl_{kind}",
+                                        backend._ACT_PREAMBLE, dtype)
+    assert log == "", log
 
 
 # ----------------------------------------------------------------------------- through autograd

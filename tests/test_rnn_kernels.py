@@ -3,12 +3,16 @@
 The NumPy references are checked against PyTorch's autograd (float64), the C++ versions
 against the references at odd sizes (batch 1, primes) in float32 and float64, including the
 in-place activations, the optional output arrays and the fallbacks for arrays _C cannot take.
+The CUDA versions (CuPy ElementwiseKernels) the same way, on a GPU and, with
+``PYDL_CUDA_EMULATE=1``, on the CPU through the host emulation of ``tests/_cuda_emu.py``.
 """
 
+import _cuda_emu
 import numpy as np
 import pytest
 
 from pydl.backend import base, cpu
+from pydl.backend import cuda as backend
 
 ref = cpu.reference
 ext = cpu.extension
@@ -183,35 +187,108 @@ def test_cell_kernels_fall_back_for_arrays_c_cannot_take():
     assert all(a.shape == (0, 3) for a in ext.gru_cell_forward(xg, hg, h_prev))
 
 
-# -- CUDA (CuPy ElementwiseKernels) against the references: only on a GPU ------------------
-@pytest.mark.gpu
+# -- CUDA (CuPy ElementwiseKernels) against the references ---------------------------------
+# On a GPU, and with PYDL_CUDA_EMULATE=1 on the CPU: tests/_cuda_emu.py compiles the kernels'
+# bodies with g++ behind a stand-in for cupy.ElementwiseKernel. What the backend allocates
+# is NaN-poisoned, so an element no thread writes shows up.
+@pytest.fixture(params=_cuda_emu.KINDS)
+def cuda(request, monkeypatch):
+    return _cuda_emu.device(request.param, monkeypatch)
+
+
+def _column_slice(dev, shape, dtype):
+    """A non-contiguous (rows, cols) array: the left columns of a wider one, NaN-filled."""
+    wide = dev.put(np.full((shape[0], shape[1] + 3), np.nan, dtype))
+    return wide[:, :shape[1]]
+
+
+def _placed(dev, a, layout):
+    """``a`` on the device, C-contiguous or as a column slice (the backend copies those)."""
+    if layout == "contiguous":
+        return dev.put(a)
+    out = _column_slice(dev, a.shape, a.dtype)
+    out[...] = dev.put(a)
+    return out
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n,h", SIZES)
-def test_cell_kernels_cuda_match_reference(n, h, dtype):
-    cupy = pytest.importorskip("cupy")
-    from pydl.backend import cuda
-
-    gates, c_prev, dh, dc = lstm_inputs(n, h, dtype)
-    ra, da = gates.copy(), cupy.asarray(gates)
+@pytest.mark.parametrize("n,h", SIZES + [(0, 3)])
+def test_lstm_cell_cuda_matches_reference(cuda, n, h, dtype):
+    gates, c_prev, dh, dc = lstm_inputs(n, h, dtype, seed=n * 100 + h)
+    ra = gates.copy()
     expected = ref.lstm_cell_forward(ra, c_prev)
-    got = cuda.lstm_cell_forward(da, cupy.asarray(c_prev))
-    for a, b in zip(got + (da,), expected + (ra,), strict=True):
-        close(a.get(), b, dtype)
-    args = [cupy.asarray(a) for a in (dh, dc, ra, expected[2], c_prev)]
-    expected = ref.lstm_cell_backward(dh, dc, ra, expected[2], c_prev)
-    out = cupy.full((n, 4 * h), np.nan, dtype)
-    for dgates in (None, out):
-        got = cuda.lstm_cell_backward(*args, dgates=dgates)
-        for a, b in zip(got, expected, strict=True):
-            close(a.get(), b, dtype)
+    for layout in ("contiguous", "column_slice"):  # the second goes through a copy
+        da = _placed(cuda, gates, layout)
+        got = backend.lstm_cell_forward(da, cuda.put(c_prev))
+        for a, b in zip(got + (da,), expected + (ra,), strict=True):  # da: written in place
+            assert a.dtype == dtype and a.shape == b.shape
+            close(cuda.get(a), b, dtype)
 
-    xg, hg, h_prev, dh = gru_inputs(n, h, dtype)
-    rr, dr = hg.copy(), cupy.asarray(hg)
+    args = [cuda.put(a) for a in (dh, dc, ra, expected[2], c_prev)]
+    expected = ref.lstm_cell_backward(dh, dc, ra, expected[2], c_prev)
+    for out in (None, cuda.put(np.full((n, 4 * h), np.nan, dtype)),
+                _column_slice(cuda, (n, 4 * h), dtype)):
+        got = backend.lstm_cell_backward(*args, dgates=out)
+        assert out is None or got[0] is out
+        for a, b in zip(got, expected, strict=True):
+            close(cuda.get(a), b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,h", SIZES + [(0, 3)])
+def test_gru_cell_cuda_matches_reference(cuda, n, h, dtype):
+    xg, hg, h_prev, dh = gru_inputs(n, h, dtype, seed=n * 100 + h)
+    rr = hg.copy()
     expected = ref.gru_cell_forward(xg, rr, h_prev)
-    got = cuda.gru_cell_forward(cupy.asarray(xg), dr, cupy.asarray(h_prev))
-    for a, b in zip(got + (dr,), expected + (rr,), strict=True):
-        close(a.get(), b, dtype)
+    for layout in ("contiguous", "column_slice"):
+        dr = _placed(cuda, hg, layout)
+        got = backend.gru_cell_forward(cuda.put(xg), dr, cuda.put(h_prev))
+        for a, b in zip(got + (dr,), expected + (rr,), strict=True):  # dr: r, z in place
+            assert a.dtype == dtype and a.shape == b.shape
+            close(cuda.get(a), b, dtype)
+
+    args = [cuda.put(a) for a in (dh, rr, expected[1], h_prev)]
     expected = ref.gru_cell_backward(dh, rr, expected[1], h_prev)
-    got = cuda.gru_cell_backward(cupy.asarray(dh), dr, got[1], cupy.asarray(h_prev))
+    given = [(None, None),
+             (cuda.put(np.full((n, 3 * h), np.nan, dtype)),
+              cuda.put(np.full((n, 3 * h), np.nan, dtype))),
+             (_column_slice(cuda, (n, 3 * h), dtype), _column_slice(cuda, (n, 3 * h), dtype))]
+    for dxg, dhg in given:
+        got = backend.gru_cell_backward(*args, dxg=dxg, dhg=dhg)
+        assert dxg is None or (got[0] is dxg and got[1] is dhg)
+        for a, b in zip(got, expected, strict=True):
+            close(cuda.get(a), b, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cell_kernels_cuda_saturate_and_propagate_nan(cuda, dtype):
+    big = np.array([[-1e4, -60.0, -1e-3, 0.0, 1e-3, 60.0, 1e4, np.inf]], dtype)
+    gates = np.concatenate([big, big, big, big], axis=1)
+    gates[0, 0] = np.nan
+    c_prev = np.zeros((1, 8), dtype)
+    ra, da = gates.copy(), cuda.put(gates)
+    with np.errstate(invalid="ignore"):
+        expected = ref.lstm_cell_forward(ra, c_prev)
+    got = backend.lstm_cell_forward(da, cuda.put(c_prev))
+    close(cuda.get(da), ra, dtype)
     for a, b in zip(got, expected, strict=True):
-        close(a.get(), b, dtype)
+        close(cuda.get(a), b, dtype)
+    h = cuda.get(got[0])
+    assert np.isnan(h[0, 0]) and np.isfinite(h[0, 1:]).all()
+
+
+def test_cell_kernels_cuda_reject_mixed_dtypes(cuda):
+    gates, c_prev, _, _ = lstm_inputs(2, 3, np.float64)
+    with pytest.raises(TypeError):
+        backend.lstm_cell_forward(cuda.put(gates), cuda.put(c_prev.astype(np.float32)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["lstm_cell_forward", "lstm_cell_backward",
+                                  "gru_cell_forward", "gru_cell_backward"])
+def test_cell_kernels_compile_with_cupy_and_nvrtc(name, dtype):
+    """The code CuPy generates for the kernel compiles (NVRTC; CuPy needed, no GPU)."""
+    ins, outs, body = backend._CELL_KERNELS[name]
+    log = _cuda_emu.cupy_compile_errors(ins, outs, body, "pydl_" + name,
+                                        backend._CELL_PREAMBLE, dtype)
+    assert log == "", log

@@ -646,7 +646,8 @@ def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
 # Elementwise, so CuPy's ElementwiseKernel (indexing, any shape) instead of a csrc/cuda file:
 # the bodies are the reference's formulas (cpu_reference.erf / gelu_forward / gelu_backward)
 # with CUDA's erff / erf, tanhf / tanh, expf / exp picked by the overloads of the preamble.
-# float16 computes in float32. Not run by the host emulation (tests/_cuda_emu.py).
+# float16 computes in float32. tests/test_activation_kernels.py runs them against the
+# reference on a GPU and under the host emulation (tests/_cuda_emu.py).
 _ACT_PREAMBLE = """
 __device__ float pydl_erf(float x) { return erff(x); }
 __device__ double pydl_erf(double x) { return erf(x); }
@@ -676,8 +677,11 @@ _ACT_KERNELS = {
 # compiled by CuPy on first use) rather than csrc/cuda sources. Each mirrors the NumPy
 # reference in cpu_reference.py line for line, sigmoid(x) = 0.5 + 0.5 tanh(x / 2) included.
 # The gate arrays are ``raw`` (indexed by hand: row n, unit j of gate k is
-# [n * G + k * H + j]) and C-contiguous. Not yet run on a GPU (written on a machine
-# without one): the tests of the CPU versions do not cover these.
+# [n * G + k * H + j]) and C-contiguous. CuPy declares raw inputs const, so the gate
+# array a forward writes in place is a raw *output*, and with one output passed CuPy
+# wants them all: the callers allocate h, c, ... themselves. GRU's n is called nt (CuPy
+# reserves n, i and names starting with _). Checked against the reference under the host
+# emulation (tests/_cuda_emu.py, tests/test_rnn_kernels.py); not yet run on a GPU.
 
 _CELL_PREAMBLE = """
 template <typename T> __device__ T pydl_sigmoid(T x) { return T(0.5) + T(0.5) * tanh(T(0.5) * x); }
@@ -685,7 +689,7 @@ template <typename T> __device__ T pydl_sigmoid(T x) { return T(0.5) + T(0.5) * 
 
 _CELL_KERNELS = {
     "lstm_cell_forward": (
-        "raw T gates, T c_prev, int64 H", "T h, T c, T tanh_c",
+        "T c_prev, int64 H", "raw T gates, T h, T c, T tanh_c",
         """
         const ptrdiff_t k = (i / H) * 4 * H + i % H;
         const T ig = pydl_sigmoid(gates[k]), fg = pydl_sigmoid(gates[k + H]);
@@ -708,21 +712,21 @@ _CELL_KERNELS = {
         dc_prev = dct * fg;
         """),
     "gru_cell_forward": (
-        "raw T xg, raw T hg, T h_prev, int64 H", "T h, T n",
+        "raw T xg, T h_prev, int64 H", "raw T hg, T h, T nt",
         """
         const ptrdiff_t k = (i / H) * 3 * H + i % H;
         const T r = pydl_sigmoid(xg[k] + hg[k]), z = pydl_sigmoid(xg[k + H] + hg[k + H]);
-        n = tanh(xg[k + 2 * H] + r * hg[k + 2 * H]);
+        nt = tanh(xg[k + 2 * H] + r * hg[k + 2 * H]);
         hg[k] = r; hg[k + H] = z;
-        h = n + z * (h_prev - n);
+        h = nt + z * (h_prev - nt);
         """),
     "gru_cell_backward": (
-        "T dh, raw T rzh, T n, T h_prev, int64 H", "raw T dxg, raw T dhg, T dh_prev",
+        "T dh, raw T rzh, T nt, T h_prev, int64 H", "raw T dxg, raw T dhg, T dh_prev",
         """
         const ptrdiff_t k = (i / H) * 3 * H + i % H;
         const T r = rzh[k], z = rzh[k + H], hn = rzh[k + 2 * H];
-        const T dn = dh * (T(1) - z) * (T(1) - n * n);
-        const T dz = dh * (h_prev - n) * z * (T(1) - z);
+        const T dn = dh * (T(1) - z) * (T(1) - nt * nt);
+        const T dz = dh * (h_prev - nt) * z * (T(1) - z);
         const T dr = dn * hn * r * (T(1) - r);
         dxg[k] = dr; dxg[k + H] = dz; dxg[k + 2 * H] = dn;
         dhg[k] = dr; dhg[k + H] = dz; dhg[k + 2 * H] = dn * r;
@@ -783,13 +787,15 @@ def _gate_rows(op, gates, k, *others):
 
 @_on_device
 def lstm_cell_forward(gates, c_prev):
-    _, H = _gate_rows("lstm_cell_forward", gates, 4, c_prev)
+    N, H = _gate_rows("lstm_cell_forward", gates, 4, c_prev)
     if not gates.flags.c_contiguous:  # in place: work on a copy, then write it back
         work = xp.ascontiguousarray(gates)
         out = lstm_cell_forward(work, c_prev)
         gates[...] = work
         return out
-    return _cell_kernel("lstm_cell_forward")(gates, _contig(c_prev), np.int64(H))
+    h, c, tanh_c = (_empty((N, H), gates.dtype) for _ in range(3))
+    _cell_kernel("lstm_cell_forward")(_contig(c_prev), np.int64(H), gates, h, c, tanh_c)
+    return h, c, tanh_c
 
 
 @_on_device
@@ -810,13 +816,15 @@ def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
 
 @_on_device
 def gru_cell_forward(xg, hg, h_prev):
-    _, H = _gate_rows("gru_cell_forward", hg, 3, xg, h_prev)
+    N, H = _gate_rows("gru_cell_forward", hg, 3, xg, h_prev)
     if not hg.flags.c_contiguous:  # in place: work on a copy, then write it back
         work = xp.ascontiguousarray(hg)
         out = gru_cell_forward(xg, work, h_prev)
         hg[...] = work
         return out
-    return _cell_kernel("gru_cell_forward")(_contig(xg), hg, _contig(h_prev), np.int64(H))
+    h, n = _empty((N, H), hg.dtype), _empty((N, H), hg.dtype)
+    _cell_kernel("gru_cell_forward")(_contig(xg), _contig(h_prev), np.int64(H), hg, h, n)
+    return h, n
 
 
 @_on_device
