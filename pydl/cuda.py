@@ -4,6 +4,7 @@
 >>> pydl.cuda.is_available()          # False without CuPy or a GPU; never raises
 >>> pydl.cuda.allow_tf32 = True       # float32 matmul may use TF32 tensor cores (opt-in)
 >>> pydl.cuda.set_matmul_backend("cupy")   # benchmark the same model on cuBLAS
+>>> step = pydl.cuda.GraphedStep(train_step, x, y)   # record a training step, replay it
 
 Kernels are compiled by NVRTC the first time each is used and cached on disk by CuPy
 (``~/.cupy/kernel_cache``; set ``CUPY_CACHE_DIR`` to move it). ``compile_all`` compiles every
@@ -17,12 +18,14 @@ import types
 
 from .backend import cuda as _backend
 from .backend import cuda_kernels as _kernels
+from .backend.cuda_graph import CUDAGraph, GraphedStep, GraphError, graph
 from .backend.cuda_kernels import CompileError
 
 __all__ = [
     "is_available", "device_count", "synchronize", "get_device_name", "set_matmul_backend",
     "get_matmul_backend", "set_allow_tf32", "get_allow_tf32", "set_target_checks",
-    "compile_all", "precompile", "CompileError",
+    "compile_all", "precompile", "CompileError", "CUDAGraph", "graph", "GraphedStep",
+    "GraphError",
 ]
 
 

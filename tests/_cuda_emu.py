@@ -521,6 +521,7 @@ _PATCHES = {
     "_function": lambda sms: _function,
     "_ptr": lambda sms: (lambda a: a.ctypes.data),
     "_sm_count": lambda sms: (lambda: sms),
+    "_upload": lambda sms: np.asarray,
     "cupy": lambda sms: _CupyWithEmulatedKernels(getattr(backend.cupy, "_real", backend.cupy)),
     "_act_kernel": lambda sms: _fresh_cache("_act_kernel"),
     "_cell_kernel": lambda sms: _fresh_cache("_cell_kernel"),

@@ -58,3 +58,17 @@ def test_table_rows_format_an_invalid_and_a_timed_row(bench_train):
     table = bench_train.table_rows(rows)
     assert len(table[0]) == len(table[1]) == len(bench_train.HEADERS)
     assert table[1][7:9] == ["0.80x", "0.90x"] and table[0][3] == ""
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["mlp", "lenet"])
+def test_graph_side_validates_on_gpu(bench_train, name):
+    """The recorded (CUDA graph) pydl step follows torch's eager losses batch by batch."""
+    pside, tside = bench_train.make_pair(bench_train.SPECS[name], 8, device="cuda",
+                                         dtype="float64", tiny=True)
+    if tside is None:
+        pytest.skip("this torch build has no CUDA")
+    gside = bench_train.GraphSide(pside)
+    ok, err, plosses, tlosses = bench_train.validate(gside, tside, "float64")
+    assert gside.graph is not None
+    assert ok, f"{name}: graph losses {plosses} vs torch {tlosses} (max relative error {err:.1e})"

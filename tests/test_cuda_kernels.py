@@ -440,6 +440,35 @@ def _opt_call(fn, name, lists, kw, step):
 @pytest.mark.parametrize("dtype", [F32, F64], ids=str)
 @pytest.mark.parametrize("which", list(OPTIMIZERS))
 def test_optimizer_step(dev, dtype, which):
+    _check_optimizer_steps(dev, dtype, which)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("which", list(OPTIMIZERS))
+def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
+    """The scalars read from a device array, as in a CUDA graph replay (backend/cuda_graph.py).
+
+    The slot is filled with this step's scalars (what a replay's refresh writes) while the
+    kernel's scalar arguments are NaN: the update is right only if the kernel reads the slot.
+    """
+    def slot(values, slot_dtype, key):
+        assert len(key) >= 1
+        return dev.put(np.asarray(values, slot_dtype))
+
+    launch = backend._launch
+
+    def nan_scalars(filename, name_expr, grid, block, args):
+        if filename == "optim.cu":  # (ptrs, chunks, ntensors, nchunks, dyn, *scalars, flags)
+            args = args[:5] + tuple(type(v)(np.nan) for v in args[5:-1]) + args[-1:]
+        launch(filename, name_expr, grid, block, args)
+
+    monkeypatch.setattr(backend.cuda_graph, "scalar_slot", slot)
+    monkeypatch.setattr(backend, "_launch", nan_scalars)
+    _check_optimizer_steps(dev, dtype, which)
+
+
+def _check_optimizer_steps(dev, dtype, which):
+    """Three steps of optimizer ``which`` on the device against the NumPy reference."""
     name, count, kw = OPTIMIZERS[which]
     rng = np.random.default_rng(len(which))
     host = _opt_lists(rng, dtype, count)

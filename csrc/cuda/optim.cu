@@ -9,7 +9,11 @@
 // Launch: grid = nchunks (one block per chunk of at most CHUNK = 8192 elements of one
 // tensor), 256 threads; thread t updates elements t, t + 256, ... of its block's chunk.
 // Hyperparameters arrive already combined on the host (bias corrections, 1 - beta, ...) and
-// cast to T, as NumPy does when it multiplies a T array by a Python float.
+// cast to T, as NumPy does when it multiplies a T array by a Python float. They come as
+// kernel arguments, or, when `dyn` is not null, from the device array dyn[0..k) in the order
+// of the scalar parameters: a CUDA graph replays a launch with its arguments frozen, so a
+// captured step reads the values that change per step (bias corrections, a scheduled lr)
+// from memory the host rewrites before each replay (pydl/backend/cuda_graph.py).
 #include "common.cuh"
 
 namespace pydl {
@@ -43,6 +47,15 @@ template <typename T> struct Chunk {
     }
 };
 
+// Overwrite the scalar parameters with dyn[0], dyn[1], ... when dyn is given.
+template <typename T, typename... S>
+__device__ __forceinline__ void scalars_from(const T* __restrict__ dyn, S&... s) {
+    if (dyn) {
+        int k = 0;
+        ((s = dyn[k++]), ...);
+    }
+}
+
 // grad after maximize and (L2) weight decay
 template <typename T> __device__ __forceinline__ T effective_grad(T g, T p, T wd, int flags) {
     if (flags & OPT_MAXIMIZE) g = -g;
@@ -54,8 +67,10 @@ template <typename T> __device__ __forceinline__ T effective_grad(T g, T p, T wd
 template <typename T>
 __global__ void __launch_bounds__(256)
 sgd_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
-                int nchunks, T lr, T momentum, T one_minus_dampening, T weight_decay, int flags) {
+                int nchunks, const T* __restrict__ dyn, T lr, T momentum,
+                T one_minus_dampening, T weight_decay, int flags) {
     const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
+    scalars_from(dyn, lr, momentum, one_minus_dampening, weight_decay);
     T* p = ck.list(0);
     const T* g = ck.list(1);
     T* buf = ck.list(2);
@@ -76,9 +91,12 @@ sgd_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, in
 template <typename T>
 __global__ void __launch_bounds__(256)
 adam_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
-                 int nchunks, T step_size, T one_minus_beta1, T beta2, T one_minus_beta2,
-                 T bias2_sqrt, T eps, T weight_decay, T decay_factor, int flags) {
+                 int nchunks, const T* __restrict__ dyn, T step_size, T one_minus_beta1,
+                 T beta2, T one_minus_beta2, T bias2_sqrt, T eps, T weight_decay,
+                 T decay_factor, int flags) {
     const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
+    scalars_from(dyn, step_size, one_minus_beta1, beta2, one_minus_beta2, bias2_sqrt, eps,
+                 weight_decay, decay_factor);
     T* p = ck.list(0);
     const T* g = ck.list(1);
     T* m = ck.list(2);
@@ -109,9 +127,10 @@ adam_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, i
 template <typename T>
 __global__ void __launch_bounds__(256)
 rmsprop_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
-                    int nchunks, T lr, T alpha, T one_minus_alpha, T eps, T weight_decay,
-                    T momentum, int flags) {
+                    int nchunks, const T* __restrict__ dyn, T lr, T alpha, T one_minus_alpha,
+                    T eps, T weight_decay, T momentum, int flags) {
     const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
+    scalars_from(dyn, lr, alpha, one_minus_alpha, eps, weight_decay, momentum);
     T* p = ck.list(0);
     const T* g = ck.list(1);
     T* sq = ck.list(2);
@@ -144,8 +163,10 @@ rmsprop_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks
 template <typename T>
 __global__ void __launch_bounds__(256)
 adagrad_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
-                    int nchunks, T clr, T eps, T weight_decay, int flags) {
+                    int nchunks, const T* __restrict__ dyn, T clr, T eps, T weight_decay,
+                    int flags) {
     const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
+    scalars_from(dyn, clr, eps, weight_decay);
     T* p = ck.list(0);
     const T* g = ck.list(1);
     T* ssum = ck.list(2);

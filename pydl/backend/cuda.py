@@ -29,6 +29,7 @@ import threading
 
 import numpy as np
 
+from . import cuda_graph
 from . import cuda_kernels as ck
 from .cpu_reference import check_conv_shapes as _check_conv
 from .cpu_reference import window_output_hw as _output_hw
@@ -190,11 +191,16 @@ class _LruCache(collections.OrderedDict):
     def get_or_make(self, key, make):
         if key in self:
             self.move_to_end(key)
-            return self[key]
+            return cuda_graph.keep(self[key])  # a graph being recorded holds on to it
         value = self[key] = make()
         if len(self) > self.size:
             self.popitem(last=False)
-        return value
+        return cuda_graph.keep(value)
+
+
+def _upload(host: np.ndarray):
+    """A device copy of the host table ``host`` (through cuda_graph: safe inside a capture)."""
+    return cuda_graph.upload(host)
 
 
 # ----------------------------------------------------------------------------- GEMM planning
@@ -322,7 +328,7 @@ def _conv_table(channels, kh, kw, dh, dw, plane):
     def make():
         c, i, j = np.meshgrid(np.arange(channels), np.arange(kh), np.arange(kw), indexing="ij")
         tab = np.stack([c * plane, i * dh, j * dw, np.zeros_like(c)], axis=-1)
-        return xp.asarray(tab.reshape(-1, 4).astype(np.int32))
+        return _upload(tab.reshape(-1, 4).astype(np.int32))
 
     return _CONV_TABLES.get_or_make(key, make)
 
@@ -611,7 +617,7 @@ def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing)
     _launch("softmax.cu", ck.row_name("cross_entropy_forward", ctype, threads), (grid,), block,
             (logits, target, _null_or(weight), loss, lse, bad, np.int64(n), np.int32(c),
              np.int64(ignore_index), _scalar(ctype)(label_smoothing)))
-    if _settings["check_targets"]:
+    if _settings["check_targets"] and not cuda_graph.capturing():
         row = int(_host(bad)[0])
         if row < n:
             value = int(_host(target[row : row + 1])[0])
@@ -860,7 +866,7 @@ def _chunk_table(sizes):
         first = np.repeat(np.cumsum([0] + counts[:-1]), counts)
         start = (np.arange(len(tensor)) - first) * _OPT_CHUNK
         length = np.minimum(np.asarray(sizes, np.int64)[tensor] - start, _OPT_CHUNK)
-        return xp.asarray(np.concatenate([tensor, start, length]).astype(np.int64)), len(tensor)
+        return _upload(np.concatenate([tensor, start, length]).astype(np.int64)), len(tensor)
 
     return _CHUNK_TABLES.get_or_make((tuple(sizes), _device_key()), make)
 
@@ -883,6 +889,11 @@ def _multi_tensor(kind, lists, written, scalars, flags):
             groups[np.dtype(p.dtype)].append(j)
     for dtype, idx in groups.items():
         ctype = _ctype(kind, dtype)
+        values = tuple(_scalar(ctype)(v) for v in scalars)
+        # inside a CUDA graph the scalars live in device memory, rewritten before each replay
+        dyn = cuda_graph.scalar_slot(values, dtype, tuple(_ptr(params[j]) for j in idx))
+        if dyn is cuda_graph.REFRESHED:
+            continue
         cols, copies = [], []
         for li, lst in enumerate(lists):
             if lst is None:
@@ -904,12 +915,11 @@ def _multi_tensor(kind, lists, written, scalars, flags):
         ptr_rows = [[_ptr(a) for a in col] if col is not None else [0] * len(idx) for col in cols]
         key = (tuple(map(tuple, ptr_rows)), _device_key())
         ptrs = _POINTER_TABLES.get_or_make(
-            key, lambda rows=ptr_rows: xp.asarray(np.asarray(rows, np.int64).ravel()))
+            key, lambda rows=ptr_rows: _upload(np.asarray(rows, np.int64).ravel()))
         chunks, nchunks = _chunk_table([int(params[j].size) for j in idx])
-        scal = _scalar(ctype)
         _launch("optim.cu", ck.optim_name(kind, ctype), (nchunks,), 256,
-                (ptrs, chunks, np.int32(len(idx)), np.int32(nchunks))
-                + tuple(scal(v) for v in scalars) + (np.int32(flags),))
+                (ptrs, chunks, np.int32(len(idx)), np.int32(nchunks), _null_or(dyn))
+                + values + (np.int32(flags),))
         for dst, src in copies:
             dst[...] = src
 

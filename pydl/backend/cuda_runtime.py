@@ -107,6 +107,9 @@ class _Rng:
         self._states = {}
 
     def _state(self):
+        from .cuda_graph import refuse
+
+        refuse("random numbers")
         dev = cupy.cuda.runtime.getDevice()
         rs = self._states.get(dev)
         if rs is None:

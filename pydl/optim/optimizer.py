@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..autograd import enable_grad, no_grad
-from ..backend import backend_of, device_of
+from ..backend import backend_of, cuda_graph, device_of
 from ..tensor import Tensor, dtype_name
 
 __all__ = ["Optimizer", "required"]
@@ -170,6 +170,7 @@ class Optimizer:
         returns the loss; it runs with gradients enabled, before the update.
         """
         self._step_count += 1
+        cuda_graph.optimizer_step(self)  # a no-op unless a CUDA graph is being recorded
         loss = None
         if closure is not None:
             with enable_grad():
