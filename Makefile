@@ -2,7 +2,8 @@
 # virtual environment (.venv) and installs pydl into it in editable mode, building pydl._C.
 #
 #   make demo       train a small CNN on the shipped 8x8 digits (the README's main command)
-#   make test       the test suite (CPU; GPU tests run too when a GPU is present)
+#   make test       the test suite (CPU; GPU tests run too when a GPU is present; the CUDA
+#                   kernels also run on the CPU through the host emulation, EMULATE=0 skips it)
 #   make test-slow  the long quality checks (marked `slow`)
 #   make test-gpu   only the GPU tests
 #   make bench      the benchmark suite; results land in benchmarks/results/
@@ -14,6 +15,7 @@ PYTHON ?= python3
 VENV ?= .venv
 EXTRAS ?= test,bench
 TORCH ?=
+EMULATE ?= 1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pydl-installed
 
@@ -32,7 +34,7 @@ demo: $(STAMP)
 	$(PY) -m pydl train --model cnn --dataset digits --device auto --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	PYDL_CUDA_EMULATE=$(EMULATE) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
