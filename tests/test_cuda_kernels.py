@@ -24,13 +24,13 @@ import math
 import os
 from itertools import product
 
+import _cuda_emu
 import numpy as np
 import pytest
 
 from pydl.backend import cpu_reference as ref
 from pydl.backend import cuda as backend
 
-EMULATE = os.environ.get("PYDL_CUDA_EMULATE") == "1"
 if os.environ.get("PYDL_CUDA_NO_POOL") == "1":  # for compute-sanitizer: no pooled slack
     try:
         import cupy
@@ -42,51 +42,11 @@ F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 TOL = {F32: 1e-5, F64: 1e-10}
 
 
-class Device:
-    """Moves NumPy arrays to the backend under test and back."""
-
-    def __init__(self, kind):
-        self.kind = kind
-        if kind == "gpu":
-            import cupy
-
-            self.xp = cupy
-        else:
-            self.xp = np
-
-    def put(self, a):
-        return self.xp.asarray(np.ascontiguousarray(a)) if self.kind == "gpu" else np.array(a)
-
-    def get(self, a):
-        return a.get() if self.kind == "gpu" else np.asarray(a)
-
-
-@pytest.fixture(params=[
-    pytest.param("gpu", marks=pytest.mark.gpu),
-    pytest.param("emulated", marks=pytest.mark.skipif(
-        not EMULATE, reason="set PYDL_CUDA_EMULATE=1 to run the kernels on the CPU")),
-])
+@pytest.fixture(params=_cuda_emu.KINDS)
 def dev(request, monkeypatch):
-    kind = request.param
-    if kind == "gpu":
+    if request.param == "gpu":
         backend.precompile()  # one NVRTC run per file instead of one per instance
-    if kind == "emulated":
-        import _cuda_emu
-
-        if _cuda_emu.compiler() is None:
-            pytest.skip("no C++ compiler for the CUDA emulation")
-        _cuda_emu.patch(monkeypatch)
-    _poison(monkeypatch)
-    return Device(kind)
-
-
-def _poison(monkeypatch):
-    def poisoned(shape, dtype):
-        a = backend.xp.empty(shape, dtype=dtype)
-        a.fill(np.nan if np.dtype(dtype).kind == "f" else -7)
-        return a
-
-    monkeypatch.setattr(backend, "_empty", poisoned)
+    return _cuda_emu.device(request.param, monkeypatch)
 
 
 @pytest.fixture(params=["large", "split"])
