@@ -188,7 +188,9 @@ class CUDAGraph:
 
     The tensors the recorded step reads (the static inputs, parameters, optimizer state) keep
     their memory: fill them in place (``copy_``) between replays. The tensors it made
-    (``loss``, the ``.grad`` of each parameter) are rewritten by every replay.
+    (``loss``, the ``.grad`` of each parameter) are rewritten by every replay. Call
+    ``zero_grad()`` inside the recorded step: a step that accumulates into the gradients of
+    the warm-up would add to those same old values on every replay.
     """
 
     def __init__(self):
