@@ -508,6 +508,13 @@ class Tensor:
 
     def copy_(self, src):
         src = src if isinstance(src, Tensor) else Tensor(src, dtype=self.dtype, device=self.device)
+        try:
+            fits = np.broadcast_shapes(src.shape, self.shape) == tuple(self.shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise RuntimeError(f"copy_: a source of shape {tuple(src.shape)} cannot be "
+                               f"broadcast to the tensor's shape {tuple(self.shape)}")
         if src.device != self.device:
             src = src.to(self.device)
         # where(False, t, s): self's old values get gradient 0 and, unlike s + 0 * t, cannot

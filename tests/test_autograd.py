@@ -526,3 +526,12 @@ def test_copy_into_nan_and_inf_overwrites_them(device):
     np.testing.assert_array_equal(y.detach().cpu().numpy(), [4.0, 5.0, 6.0])
     np.testing.assert_array_equal(w.grad.cpu().numpy(), [0.0, 0.0, 0.0])
     np.testing.assert_array_equal(src.grad.cpu().numpy(), [2.0, 2.0, 2.0])
+
+
+def test_copy_from_a_shape_that_does_not_broadcast_names_copy_():
+    x = pydl.zeros(2, 3)
+    for bad in (pydl.ones(4), pydl.ones(2, 2, 3)):
+        with pytest.raises(RuntimeError, match=r"copy_: a source of shape .* \(2, 3\)"):
+            x.copy_(bad)
+    x.copy_(pydl.ones(1, 3))
+    np.testing.assert_array_equal(x.numpy(), np.ones((2, 3)))
