@@ -422,6 +422,7 @@ def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
             args = args[:5] + tuple(type(v)(np.nan) for v in args[5:-1]) + args[-1:]
         launch(filename, name_expr, grid, block, args)
 
+    monkeypatch.setattr(backend.cuda_graph, "active", lambda: True)
     monkeypatch.setattr(backend.cuda_graph, "scalar_slot", slot)
     monkeypatch.setattr(backend, "_launch", nan_scalars)
     _check_optimizer_steps(dev, dtype, which)

@@ -891,9 +891,11 @@ def _multi_tensor(kind, lists, written, scalars, flags):
         ctype = _ctype(kind, dtype)
         values = tuple(_scalar(ctype)(v) for v in scalars)
         # inside a CUDA graph the scalars live in device memory, rewritten before each replay
-        dyn = cuda_graph.scalar_slot(values, dtype, tuple(_ptr(params[j]) for j in idx))
-        if dyn is cuda_graph.REFRESHED:
-            continue
+        dyn = None
+        if cuda_graph.active():  # the key costs a pass over the parameters: graphs only
+            dyn = cuda_graph.scalar_slot(values, dtype, tuple(_ptr(params[j]) for j in idx))
+            if dyn is cuda_graph.REFRESHED:
+                continue
         cols, copies = [], []
         for li, lst in enumerate(lists):
             if lst is None:

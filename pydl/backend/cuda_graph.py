@@ -60,6 +60,11 @@ def _cupy(check=False):
 
 
 # ----------------------------------------------------------------------------- backend hooks
+def active() -> bool:
+    """True while a graph is recording or refreshing its optimizer scalars."""
+    return _active is not None
+
+
 def capturing() -> bool:
     """True while a capture is recording (the backend then avoids host reads)."""
     return _active is not None and _active._mode == "capture"

@@ -30,6 +30,16 @@ METHODS = (
 )
 
 
+def _grad_past_put(g, key, accumulated):
+    """The gradient of the tensor written into by ``out[key] = v`` (or ``+= v``): the
+    overwritten elements contributed nothing, so their gradient is 0."""
+    if accumulated:
+        return g
+    g = g.copy()
+    g[key] = 0
+    return g
+
+
 def _index_add(target, key, values):
     """In place ``target[key] += values`` with repeated indices accumulating (np.add.at).
 
@@ -262,12 +272,8 @@ class IndexPut(Function):
 
     @staticmethod
     def backward(ctx, g):
-        gx = gv = None
-        if ctx.needs_input_grad[0]:
-            gx = g
-            if not ctx.accumulate:
-                gx = g.copy()
-                gx[ctx.key] = 0
+        gx = _grad_past_put(g, ctx.key, ctx.accumulate) if ctx.needs_input_grad[0] else None
+        gv = None
         if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1]:
             gv = g[ctx.key]
             if not _is_array(gv):
@@ -465,12 +471,8 @@ class Scatter(Function):
 
     @staticmethod
     def backward(ctx, g):
-        gx = gs = None
-        if ctx.needs_input_grad[0]:
-            gx = g
-            if not ctx.add:
-                gx = g.copy()
-                gx[ctx.key] = 0
+        gx = _grad_past_put(g, ctx.key, ctx.add) if ctx.needs_input_grad[0] else None
+        gs = None
         if ctx.needs_input_grad[1]:
             gs = xp_of(g).zeros(ctx.src_shape, dtype=g.dtype)
             gs[tuple(slice(0, n) for n in ctx.index_shape)] = g[ctx.key]

@@ -641,20 +641,25 @@ class PositionalEncoding(Module):
         return f"d_model={self.d_model}, max_len={self.max_len}"
 
     def forward(self, x):
-        tdim = 1 if (self.batch_first and x.ndim == 3) else 0
-        L = x.shape[tdim]
-        if L > self.max_len:
-            raise ValueError(f"PositionalEncoding: sequence length {L} exceeds max_len="
-                             f"{self.max_len}")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"PositionalEncoding: input has {x.shape[-1]} features, expected "
-                             f"d_model={self.d_model}")
-        pe = self.pe[:L]
-        if pe.dtype != x.dtype:
-            pe = pe.to(x.dtype)
-        if x.ndim == 3 and tdim == 0:
-            pe = pe.unsqueeze(1)  # (L, 1, d) broadcasts over the batch
-        return self.dropout(x + pe)
+        return _add_positions(self, x, self.pe)
+
+
+def _add_positions(module, x, table):
+    """dropout(x + table[:L]) for x (L, N, d), (N, L, d) with batch_first, or (L, d)."""
+    name = type(module).__name__
+    tdim = 1 if (module.batch_first and x.ndim == 3) else 0
+    L = x.shape[tdim]
+    if L > module.max_len:
+        raise ValueError(f"{name}: sequence length {L} exceeds max_len={module.max_len}")
+    if x.shape[-1] != module.d_model:
+        raise ValueError(f"{name}: input has {x.shape[-1]} features, expected "
+                         f"d_model={module.d_model}")
+    pos = table[:L]
+    if pos.dtype != x.dtype:
+        pos = pos.to(x.dtype)
+    if x.ndim == 3 and tdim == 0:
+        pos = pos.unsqueeze(1)  # (L, 1, d) broadcasts over the batch
+    return module.dropout(x + pos)
 
 
 class LearnedPositionalEmbedding(Module):
@@ -679,15 +684,4 @@ class LearnedPositionalEmbedding(Module):
         return f"max_len={self.max_len}, d_model={self.d_model}"
 
     def forward(self, x):
-        tdim = 1 if (self.batch_first and x.ndim == 3) else 0
-        L = x.shape[tdim]
-        if L > self.max_len:
-            raise ValueError(f"LearnedPositionalEmbedding: sequence length {L} exceeds "
-                             f"max_len={self.max_len}")
-        if x.shape[-1] != self.d_model:
-            raise ValueError(f"LearnedPositionalEmbedding: input has {x.shape[-1]} features, "
-                             f"expected d_model={self.d_model}")
-        pos = self.weight[:L]
-        if x.ndim == 3 and tdim == 0:
-            pos = pos.unsqueeze(1)
-        return self.dropout(x + pos)
+        return _add_positions(self, x, self.weight)
