@@ -8,16 +8,23 @@
 #   make test-gpu   only the GPU tests
 #   make bench      the benchmark suite; results land in benchmarks/results/
 #
-# EXTRAS picks the optional dependencies installed with pydl; TORCH adds a torch requirement
-# for the parity tests (CI passes TORCH=torch==2.13.0, the CPU build on its machines).
+# The defaults install everything the test suite uses, so plain `make test` runs all of it:
+# EXTRAS picks pydl's optional dependencies: the test tools, matplotlib, and the CuPy build that
+# matches the NVIDIA driver (CUDA_EXTRA: cuda12 under a CUDA 12 driver, else cuda13; without a GPU
+# CuPy's NVRTC still compiles every kernel and the emulation runs them). TORCH is the reference
+# PyTorch for the parity tests (`make test TORCH=` skips them; each skip says why).
+# Changing EXTRAS or TORCH reinstalls.
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= test,bench
-TORCH ?=
+CUDA_EXTRA ?= $(shell nvidia-smi 2>/dev/null | grep -q 'CUDA Version: 12' && echo cuda12 || echo cuda13)
+EXTRAS ?= test,bench,$(CUDA_EXTRA)
+TORCH ?= torch==2.13.0
 EMULATE ?= 1
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.pydl-installed
+STAMP := $(VENV)/.pydl-installed-$(shell echo '$(EXTRAS) $(TORCH)' | cksum | cut -d' ' -f1)
+# the CUDA compile checks must run (not skip) when a cuda extra was installed
+REQUIRE_NVRTC := $(if $(findstring cuda,$(EXTRAS)),1,0)
 
 .PHONY: install demo test test-slow test-gpu bench kernels format lint clean
 
@@ -25,6 +32,7 @@ $(STAMP): pyproject.toml setup.py $(wildcard csrc/cpu/*.cc csrc/cpu/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]" $(TORCH)
+	rm -f $(VENV)/.pydl-installed*
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,7 +42,7 @@ demo: $(STAMP)
 	$(PY) -m pydl train --model cnn --dataset digits --device auto --out runs/demo
 
 test: $(STAMP)
-	PYDL_CUDA_EMULATE=$(EMULATE) $(PY) -m pytest -q
+	PYDL_CUDA_EMULATE=$(EMULATE) PYDL_REQUIRE_NVRTC=$(REQUIRE_NVRTC) $(PY) -m pytest -q
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
@@ -50,7 +58,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/plot.py
 
 kernels: $(STAMP)
-	$(PY) -m pytest -q tests/test_cuda_compile.py
+	PYDL_REQUIRE_NVRTC=1 $(PY) -m pytest -q tests/test_cuda_compile.py
 
 format: $(STAMP)
 	$(PY) -m pip install -q ruff

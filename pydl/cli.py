@@ -57,7 +57,48 @@ def fill_defaults(args):
     for name in ("epochs", "batch_size"):
         if getattr(args, name) < 1:
             raise SystemExit(f"pydl train: --{name.replace('_', '-')} must be at least 1")
+    if not args.lr > 0:
+        raise SystemExit(f"pydl train: --lr must be positive, got {args.lr:g}")
+    check_device(args.device)
+    if args.plot:
+        check_plotting()
     return args
+
+
+def check_device(device: str) -> None:
+    """Refuse, in one line and before any work, a device that is malformed or not usable here."""
+    if device == "auto":
+        return
+    from .backend import as_device
+
+    try:
+        dev = as_device(device)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"pydl train: --device: {exc}") from None
+    if dev.type != "cuda":
+        return
+    from .backend.cuda_runtime import ensure_available
+
+    try:
+        ensure_available()
+    except RuntimeError as exc:
+        raise SystemExit(f"pydl train: --device {device}: {exc} (--device cpu or auto trains "
+                         "on the CPU)") from None
+    from . import cuda
+
+    if dev.index >= cuda.device_count():
+        raise SystemExit(f"pydl train: --device {device}: there are only {cuda.device_count()} "
+                         "CUDA devices")
+
+
+def check_plotting() -> None:
+    """``--plot`` needs matplotlib: say so before training, not after."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SystemExit("pydl train: --plot needs matplotlib, which is not installed: "
+                         "pip install matplotlib (or pip install 'pydl[plot]'), or drop --plot"
+                         ) from None
 
 
 def parse(argv) -> argparse.Namespace:

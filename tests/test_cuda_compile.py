@@ -1,8 +1,10 @@
 """Every CUDA kernel file compiles with NVRTC for sm_80 and sm_90, without warnings, on a
 machine without a GPU: every template instance the backend can launch is instantiated.
 
-CI installs ``cupy-cuda13x`` and ``nvidia-cuda-nvrtc``; when NVRTC cannot be loaded this
-test fails with what to install (it does not skip), unless ``PYDL_SKIP_NVRTC=1``.
+``make test`` installs CuPy and NVRTC (the cuda12/cuda13 extra) and sets
+``PYDL_REQUIRE_NVRTC=1``: then a missing NVRTC fails these tests with what to install, so a
+broken install cannot pass unnoticed. Run without that variable (plain ``pytest`` in an
+environment without CuPy), they skip with the reason; ``PYDL_SKIP_NVRTC=1`` always skips.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def _require_nvrtc():
     try:
         ck.nvrtc_version()
     except RuntimeError as exc:
-        pytest.fail(f"{exc}\n(set PYDL_SKIP_NVRTC=1 to skip the CUDA compile check)")
+        if os.environ.get("PYDL_REQUIRE_NVRTC") == "1":
+            pytest.fail(f"{exc}\n(PYDL_REQUIRE_NVRTC=1: the CUDA compile check must run here)")
+        pytest.skip(f"CUDA compile check not run: {exc}")
 
 
 def _compile(job):

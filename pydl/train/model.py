@@ -28,7 +28,30 @@ __all__ = ["Model", "Sequential", "get_loss", "get_optimizer", "resolve_device"]
 
 
 def _sparse_ce(logits, target):
-    return F.cross_entropy(logits, target.long() if target.dtype.kind != "i" else target)
+    if target.dtype.kind != "i":
+        check_class_labels(_host(target), "sparse_categorical_crossentropy")
+        target = target.long()
+    return F.cross_entropy(logits, target)
+
+
+def check_class_labels(y, loss_name: str) -> None:
+    """Class-index targets must be whole numbers in one column: say so instead of truncating
+    ``0.37`` to class 0 and training on nonsense."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iu":
+        return
+    if y.dtype.kind == "b" or y.dtype.kind not in "f":
+        raise TypeError(f"{loss_name} takes integer class labels, got targets of dtype {y.dtype}")
+    if y.ndim > 1 and y.shape[-1] > 1:
+        raise ValueError(
+            f"{loss_name} takes one integer class label per sample, got float targets of shape "
+            f"{y.shape}; for one-hot or probability targets use 'categorical_crossentropy'")
+    bad = y[~np.isfinite(y) | (y != np.round(y))] if y.size else y
+    if bad.size:
+        raise ValueError(
+            f"{loss_name} takes integer class labels, got float targets with values that are not "
+            f"whole numbers (e.g. {float(bad.flat[0]):g}); pass integer labels, or use "
+            "'categorical_crossentropy' for one-hot or probability targets")
 
 
 def _categorical_ce(logits, target):
@@ -176,6 +199,9 @@ class Model:
         xs, ys = _host(x), _host(y)
         if len(xs) != len(ys):
             raise ValueError(f"x has {len(xs)} samples but y has {len(ys)}")
+        if self.loss_fn is _sparse_ce:  # checked once here, before any work
+            check_class_labels(ys, self.loss_name)
+            ys = ys.astype(np.int64, copy=False)
         loader = DataLoader(TensorDataset(xs, ys), batch_size=batch_size, shuffle=shuffle,
                             device=self.device)
         loader._rng = self._rng
@@ -309,6 +335,7 @@ class Model:
         """Load weights saved by :meth:`save` (strict: names and shapes must match)."""
         from ..io import load
 
+        _require_file(path, "load")
         self.module.load_state_dict(load(path, device=self.device), strict=strict)
         return self
 
@@ -334,10 +361,17 @@ class Model:
     def load_checkpoint(self, path, callbacks=()):
         """Restore everything :meth:`save_checkpoint` wrote; returns the epoch to resume at
         (pass it to ``fit(initial_epoch=...)`` with the same callbacks)."""
-        from ..io import load
+        from ..io import CheckpointError, load
 
+        _require_file(path, "load_checkpoint")
         self._require_compiled()
         state = load(path, device=self.device)
+        missing = [k for k in ("model", "optimizer", "scheduler", "callbacks", "rng", "history",
+                               "epoch") if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise CheckpointError(
+                f"{path}: not a training checkpoint written by save_checkpoint (missing "
+                f"{', '.join(missing)}); weights saved by Model.save load with Model.load")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -354,6 +388,14 @@ class Model:
             self.history.append(i, {k: v[i] for k, v in hist.items()})
         self.epoch = state["epoch"]
         return self.epoch
+
+
+def _require_file(path, what: str) -> None:
+    import os
+
+    if not os.path.isfile(path):
+        reason = "is a directory" if os.path.isdir(path) else "does not exist"
+        raise FileNotFoundError(f"Model.{what}: {path!r} {reason}")
 
 
 def _jsonable_rng(state):
