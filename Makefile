@@ -6,7 +6,8 @@
 #                   kernels also run on the CPU through the host emulation, EMULATE=0 skips it)
 #   make test-slow  the long quality checks (marked `slow`)
 #   make test-gpu   only the GPU tests
-#   make bench      the benchmark suite; results land in benchmarks/results/
+#   make bench      the benchmark suite; results land in runs/bench/ (RESULTS=benchmarks/results
+#                   rewrites the committed tables, on purpose)
 #
 # The defaults install everything the test suite uses, so plain `make test` runs all of it:
 # EXTRAS picks pydl's optional dependencies: the test tools, matplotlib, and the CuPy build that
@@ -21,6 +22,7 @@ CUDA_EXTRA ?= $(shell nvidia-smi 2>/dev/null | grep -q 'CUDA Version: 12' && ech
 EXTRAS ?= test,bench,$(CUDA_EXTRA)
 TORCH ?= torch==2.13.0
 EMULATE ?= 1
+RESULTS ?= runs/bench
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pydl-installed-$(shell echo '$(EXTRAS) $(TORCH)' | cksum | cut -d' ' -f1)
 # the CUDA compile checks must run (not skip) when a cuda extra was installed
@@ -52,10 +54,9 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pip install -q matplotlib
-	$(PY) benchmarks/bench_cpu.py
-	$(PY) benchmarks/bench_gpu.py
-	$(PY) benchmarks/bench_train.py
-	$(PY) benchmarks/plot.py
+	export PYDL_BENCH_RESULTS=$(abspath $(RESULTS)); \
+	$(PY) benchmarks/bench_cpu.py && $(PY) benchmarks/bench_gpu.py && \
+	$(PY) benchmarks/bench_train.py && $(PY) benchmarks/plot.py
 
 kernels: $(STAMP)
 	PYDL_REQUIRE_NVRTC=1 $(PY) -m pytest -q tests/test_cuda_compile.py

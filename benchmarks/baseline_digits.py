@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS, load_note, machine_info, markdown_table, print_table  # noqa: E402
+from common import load_note, machine_info, markdown_table, print_table, results_dir  # noqa: E402
 
 from pydl.recipes.common import split_digits  # noqa: E402
 
@@ -207,8 +207,8 @@ def main(argv=None):
         "Machine: " + "; ".join(f"{k}: {v}" for k, v in info.items()),
         "",
     ]
-    os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "baseline_digits.md")
+    os.makedirs(results_dir(), exist_ok=True)
+    path = os.path.join(results_dir(), "baseline_digits.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
     print(f"\nwrote {path}")

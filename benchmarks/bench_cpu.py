@@ -297,8 +297,9 @@ def main():
     oh_headers = ["op (4 elements)", "pydl fwd us", "pydl fwd+bwd us", "torch fwd us",
                   "torch fwd+bwd us"]
     oh_rows = [[r["op"], f"{r['pydl_forward_us']:.1f}", f"{r['pydl_forward_backward_us']:.1f}",
-                f"{r.get('torch_forward_us', float('nan')):.1f}",
-                f"{r.get('torch_forward_backward_us', float('nan')):.1f}"] for r in overhead]
+                f"{r['torch_forward_us']:.1f}" if "torch_forward_us" in r else "not run",
+                f"{r['torch_forward_backward_us']:.1f}" if "torch_forward_us" in r
+                else "not run"] for r in overhead]
     overhead_md = print_table(oh_headers, oh_rows,
                               "Python overhead per op (fwd: y = op(a, b) with autograd on; "
                               "fwd+bwd: op(a, b).sum().backward())")
@@ -317,6 +318,9 @@ def main():
                + (": below it " + ", ".join(f"{r['kernel']} ({r['shape']}, "
                                             f"{r['speedup']:.1f}x)" for r in below)
                   if below else "."))
+    if "torch" not in info:
+        summary += (" The overhead rows have no PyTorch column: PyTorch is not installed "
+                    "(pip install torch).")
     print("\n" + summary)
     machine = "\n".join(f"- {k}: {v}" for k, v in info.items())
     markdown = (f"# CPU kernels: C++ (pydl._C) vs NumPy reference\n\n{machine}\n\n"

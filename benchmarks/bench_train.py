@@ -530,8 +530,16 @@ def main(argv=None):
                         "same model, same weights, same run (float32)")
     invalid = [r for r in rows if r["status"] == "INVALID"]
     targeted = [r for r in rows if r["target"]]
-    summary = (f"{sum(r['status'] == 'met' for r in targeted)} of {len(targeted)} targeted rows "
-               f"meet their target; {len(invalid)} invalid row(s).")
+    compared = [r for r in targeted if "ratio" in r]
+    summary = (f"{sum(r['status'] == 'met' for r in compared)} of {len(compared)} compared "
+               f"targeted rows meet their target; {len(invalid)} invalid row(s).")
+    uncompared = [r for r in rows if "ratio" not in r and r["status"] != "INVALID"]
+    if uncompared:
+        why = ("PyTorch is not installed (pip install torch)" if torch is None
+               else "PyTorch cannot run on that device")
+        summary += (f" {len(uncompared)} row(s) not compared with PyTorch, {why}: "
+                    + ", ".join(f"{r['model']} batch {r['batch']} {r['device']}"
+                                for r in uncompared) + ".")
     print("\n" + summary)
     if args.no_write:
         return 1 if invalid else 0

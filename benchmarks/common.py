@@ -3,7 +3,11 @@
     from common import time_ms, print_table, write_results
     ms = time_ms(lambda: f(x))                       # median of repeated runs, after warm-up
     print_table(["kernel", "ms"], [["softmax", f"{ms:.3f}"]])
-    write_results("cpu_kernels", {"rows": rows}, markdown)   # benchmarks/results/cpu_kernels.*
+    write_results("cpu_kernels", {"rows": rows}, markdown)   # <results folder>/cpu_kernels.*
+
+Results go to ``results_dir()``: ``$PYDL_BENCH_RESULTS`` when set, else ``runs/bench`` in the
+checkout (ignored by git). The committed tables in ``benchmarks/results`` change only when a
+run is pointed there on purpose (``pydl bench --results benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,14 @@ import time
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMITTED_RESULTS = os.path.join(ROOT, "benchmarks", "results")
+
+
+def results_dir() -> str:
+    """Where this run writes: ``$PYDL_BENCH_RESULTS``, else ``runs/bench`` (not tracked)."""
+    return os.path.abspath(os.environ.get("PYDL_BENCH_RESULTS") or
+                           os.path.join(ROOT, "runs", "bench"))
 
 
 def time_stats(fn, *, warmup: int = 2, min_runs: int = 5, max_runs: int = 50,
@@ -199,10 +210,12 @@ def print_table(headers, rows, title: str | None = None) -> str:
 
 
 def write_results(name: str, payload: dict, markdown: str) -> tuple[str, str]:
-    """Write ``results/<name>.json`` (payload) and ``results/<name>.md``; return both paths."""
-    os.makedirs(RESULTS, exist_ok=True)
-    json_path = os.path.join(RESULTS, f"{name}.json")
-    md_path = os.path.join(RESULTS, f"{name}.md")
+    """Write ``<name>.json`` (payload) and ``<name>.md`` into ``results_dir()``; return both
+    paths."""
+    folder = results_dir()
+    os.makedirs(folder, exist_ok=True)
+    json_path = os.path.join(folder, f"{name}.json")
+    md_path = os.path.join(folder, f"{name}.md")
     with open(json_path, "w") as f:
         json.dump(payload, f, indent=2, default=str)
         f.write("\n")

@@ -12,6 +12,8 @@ OUT=${OUT:-gpu_session_out}
 mkdir -p "$OUT"
 STEPS=${STEPS:-"install tests sanitizer bench train models plots"}
 export PYTHONUNBUFFERED=1
+# this run's tables are the ones to commit: write them over benchmarks/results
+export PYDL_BENCH_RESULTS=$PWD/benchmarks/results
 summary=()
 
 step() {  # step NAME COMMAND...: run, log to $OUT/NAME.log, remember the exit status

@@ -1,4 +1,5 @@
-"""Plots of the benchmark results: reads benchmarks/results/*.json, writes PNGs beside them.
+"""Plots of the benchmark results: reads the results folder's *.json (``$PYDL_BENCH_RESULTS``,
+else runs/bench; ``--results DIR``), writes PNGs beside them.
 
     python benchmarks/plot.py            # after bench_cpu.py / bench_gpu.py / bench_train.py
 
@@ -29,7 +30,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import RESULTS  # noqa: E402
+from common import results_dir  # noqa: E402
 
 COLORS = {("pydl", "cpu"): "tab:blue", ("torch", "cpu"): "tab:orange",
           ("pydl", "cuda"): "tab:green", ("torch", "cuda"): "tab:red"}
@@ -201,8 +202,11 @@ PLOTS = [("train_steps", train_time_vs_batch), ("train_steps", train_ratio),
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", default=RESULTS, help="folder of the JSON results")
+    parser.add_argument("--results", default=None,
+                        help="folder of the JSON results (default: where the benchmarks write, "
+                        "$PYDL_BENCH_RESULTS or runs/bench)")
     args = parser.parse_args(argv)
+    args.results = args.results or results_dir()
     written = []
     for name, plot in PLOTS:
         data = load(args.results, name)

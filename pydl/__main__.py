@@ -88,6 +88,12 @@ def bench(args) -> int:
         print(f"pydl bench: unknown part(s) {unknown}; known: {list(BENCH_SCRIPTS)}",
               file=sys.stderr)
         return 2
+    results = os.path.abspath(args.results or os.path.join(root, "runs", "bench"))
+    committed = os.path.join(root, "benchmarks", "results")
+    env = dict(os.environ, PYDL_BENCH_RESULTS=results)
+    print(f"pydl bench: results go to {results}"
+          + (" (the committed tables: review the diff before committing)"
+             if os.path.realpath(results) == os.path.realpath(committed) else ""), flush=True)
     extra = {"gpu": ["--quick"] if args.quick else [],
              "train": (["--quick"] if args.quick else []) + ["--threads", str(args.threads)]}
     status = 0
@@ -96,7 +102,7 @@ def bench(args) -> int:
         if part == "cpu":
             cmd += ["--blas-threads", str(args.threads)]
         print(f"\n=== pydl bench: {' '.join(cmd[1:])}", flush=True)
-        code = subprocess.call(cmd, cwd=root)
+        code = subprocess.call(cmd, cwd=root, env=env)
         if code:
             print(f"pydl bench: {BENCH_SCRIPTS[part]} exited with status {code}", flush=True)
             status = status or code
@@ -122,16 +128,33 @@ def main(argv=None) -> int:
     add_arguments(train)
     bench_parser = sub.add_parser(
         "bench", help="run the benchmark suite of a source checkout (CPU, GPU when present, "
-        "training steps vs PyTorch, plots); results in benchmarks/results/"
+        "training steps vs PyTorch, plots); results in runs/bench/ unless --results"
     )
     bench_parser.add_argument("--quick", action="store_true",
                               help="fewer batch sizes and runs (the GPU kernels too)")
     bench_parser.add_argument("--only", default="",
                               help="comma-separated parts: " + ",".join(BENCH_SCRIPTS))
+    bench_parser.add_argument("--results", default=None, metavar="DIR",
+                              help="folder for the result tables (default runs/bench of the "
+                              "checkout; benchmarks/results holds the committed ones, written "
+                              "only when named here)")
     bench_parser.add_argument("--threads", type=int, default=1,
                               help="BLAS / C++ / torch threads for the CPU benchmarks "
                               "(default 1; 0: each library's default)")
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(parser, args)
+    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+        import os
+
+        if os.environ.get("PYDL_TRACEBACK") == "1":
+            raise
+        print(f"pydl {args.command}: {type(exc).__name__}: {exc} "
+              "(PYDL_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
+
+
+def _dispatch(parser, args) -> int:
     if args.command == "info":
         print(info())
     elif args.command == "demo":

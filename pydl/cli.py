@@ -91,6 +91,18 @@ def check_device(device: str) -> None:
                          "CUDA devices")
 
 
+def check_output_dir(out: str) -> None:
+    """Create ``--out`` now and make sure it is writable, so a long run cannot die at saving."""
+    import os
+
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise SystemExit(f"pydl train: --out {out}: cannot create it ({exc.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise SystemExit(f"pydl train: --out {out}: not writable")
+
+
 def check_plotting() -> None:
     """``--plot`` needs matplotlib: say so before training, not after."""
     try:
@@ -114,6 +126,7 @@ def run(args) -> dict:
     from .recipes.common import write_result
 
     fill_defaults(args)
+    check_output_dir(args.out)
     result = recipes.get(args.model).run(args)
     result = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, **result}
