@@ -23,24 +23,40 @@ EXTRAS ?= test,bench,$(CUDA_EXTRA)
 TORCH ?= torch==2.13.0
 EMULATE ?= 1
 RESULTS ?= runs/bench
+# the demo needs neither the test tools nor torch: a first `make demo` installs only pydl and
+# CuPy (`make test` adds the rest later)
+DEMO_EXTRAS ?= $(CUDA_EXTRA)
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.pydl-installed-$(shell echo '$(EXTRAS) $(TORCH)' | cksum | cut -d' ' -f1)
+stamp = $(VENV)/.pydl-installed-$(shell echo '$(1) $(2)' | cksum | cut -d' ' -f1)
+STAMP := $(call stamp,$(EXTRAS),$(TORCH))
+DEMO_STAMP := $(call stamp,$(DEMO_EXTRAS),)
 # the CUDA compile checks must run (not skip) when a cuda extra was installed
 REQUIRE_NVRTC := $(if $(findstring cuda,$(EXTRAS)),1,0)
 
 .PHONY: install demo test test-slow test-gpu bench kernels format lint clean
 
-$(STAMP): pyproject.toml setup.py $(wildcard csrc/cpu/*.cc csrc/cpu/*.h)
+SOURCES := pyproject.toml setup.py $(wildcard csrc/cpu/*.cc csrc/cpu/*.h)
+
+# $(call install,EXTRAS,MORE): the venv, then pydl in editable mode with those extras
+define install
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[$(EXTRAS)]" $(TORCH)
-	rm -f $(VENV)/.pydl-installed*
-	touch $(STAMP)
+	$(PY) -m pip install -q -e ".[$(1)]" $(2)
+	touch $@
+endef
+
+$(STAMP): $(SOURCES)
+	$(call install,$(EXTRAS),$(TORCH))
+
+ifneq ($(DEMO_STAMP),$(STAMP))
+$(DEMO_STAMP): $(SOURCES)
+	$(call install,$(DEMO_EXTRAS),)
+endif
 
 install: $(STAMP)
 	@$(PY) -m pydl info
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(PY) -m pydl train --model cnn --dataset digits --device auto --out runs/demo
 
 test: $(STAMP)
