@@ -87,6 +87,7 @@ def _run(model, dataset, out, extra=()):
 
 
 def test_recipe_quick(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs matplotlib (the bench extra)")
     monkeypatch.setattr(sequence, "N_TRAIN", {"adding": 128, "sine": 128})
     monkeypatch.setattr(sequence, "N_TEST", 64)
     result = _run("gru", "sine", tmp_path, ["--epochs", "2", "--plot"])
