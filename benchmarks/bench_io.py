@@ -1,0 +1,101 @@
+"""What the checkpoint checksums cost: saving and loading a ~1 GB state with and without them.
+
+    python benchmarks/bench_io.py [--size-mb 1024] [--dir /tmp]
+
+Times, taking turns in the same run (the machine may be shared): ``pydl.save`` with its
+CRC-32 checksums and with hashing stubbed out, ``pydl.load`` with ``verify=True`` and
+``verify=False``, and the ``safetensors`` package's own ``save_file``/``load_file`` on the
+same arrays as a reference (fsynced too, as pydl.save is). Writes results/io_checkpoint.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+
+import numpy as np
+from common import load_note, machine_info, print_table, time_stats_interleaved, write_results
+
+import pydl
+import pydl.io
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size-mb", type=int, default=1024)
+    p.add_argument("--dir", default=None, help="where to write the files (default: temp dir)")
+    p.add_argument("--runs", type=int, default=3)
+    args = p.parse_args(argv)
+    start_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+    per = 64 * 2**20  # 64 MB tensors, as a large model's layers
+    rng = np.random.default_rng(0)
+    state = {f"layer{i}.weight": rng.standard_normal(per // 4, dtype=np.float32)
+             for i in range(max(1, args.size_mb // 64))}
+    nbytes = sum(a.nbytes for a in state.values())
+    real_digest = pydl.io._digest
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        path, plain, ref = (os.path.join(d, n) for n in ("a.safetensors", "b.safetensors",
+                                                         "ref.safetensors"))
+
+        def save_unhashed():  # the same writer with hashing stubbed out: the cost of hashing
+            pydl.io._digest = lambda arr: pydl.io._PLACEHOLDER
+            try:
+                pydl.save(state, plain)
+            finally:
+                pydl.io._digest = real_digest
+
+        pydl.save(state, path)  # validate before timing: the round trip is exact
+        back = pydl.load(path, as_tensors=False)
+        assert all(np.array_equal(back[k], v) for k, v in state.items())
+        del back
+        fns = {"save, checksums": lambda: pydl.save(state, path),
+               "save, no hashing": save_unhashed,
+               "load, verify=True": lambda: pydl.load(path, as_tensors=False),
+               "load, verify=False": lambda: pydl.load(path, as_tensors=False, verify=False)}
+        try:
+            import safetensors.numpy as st
+
+            def save_reference():  # fsynced like pydl.save, or its dirty pages slow the next
+                st.save_file(state, ref)
+                fd = os.open(ref, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+
+            save_reference()
+            fns["safetensors.save_file"] = save_reference
+            fns["safetensors.load_file"] = lambda: st.load_file(ref)
+        except ImportError:
+            pass
+        stats = time_stats_interleaved(fns, warmup=1, min_runs=args.runs, max_runs=args.runs,
+                                       min_time=0)
+
+    def ratio(a, b):
+        return stats[a]["median_ms"] / stats[b]["median_ms"]
+
+    rows = [[name, f"{s['median_ms'] / 1e3:.2f}", f"{nbytes / s['median_ms'] / 1e6:.2f}",
+             f"{s['cpu_time_median_ms'] / 1e3:.2f}"] for name, s in stats.items()]
+    table = print_table(["operation", "s (median)", "GB/s", "CPU s"], rows,
+                        title=f"{nbytes / 2**30:.2f} GiB in {len(state)} tensors, "
+                              f"{args.runs} interleaved runs each")
+    ratios = {"save_checksums_over_no_hashing": ratio("save, checksums", "save, no hashing"),
+              "load_verify_over_no_verify": ratio("load, verify=True", "load, verify=False")}
+    if "safetensors.save_file" in stats:
+        ratios["save_checksums_over_safetensors"] = ratio("save, checksums",
+                                                          "safetensors.save_file")
+        ratios["load_verify_over_safetensors"] = ratio("load, verify=True",
+                                                       "safetensors.load_file")
+    lines = [f"{k}: {v:.2f}" for k, v in ratios.items()]
+    print("\n" + "\n".join(lines))
+    note = load_note(start_load)
+    print(f"machine: {note}")
+    write_results("io_checkpoint",
+                  {"bytes": nbytes, "tensors": len(state), "stats": stats, "ratios": ratios,
+                   "machine": machine_info(machine_load=note)},
+                  f"{table}\n\n" + "\n".join(f"- {x}" for x in lines) + f"\n\nmachine: {note}\n")
+
+
+if __name__ == "__main__":
+    main()
