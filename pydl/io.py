@@ -35,6 +35,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import struct
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -175,10 +176,14 @@ def _create_locked_temp(directory):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
                 return fd, tmp
-        except OSError:
-            with contextlib.suppress(OSError):  # a cleaner holds it: leave no file behind
+        except BlockingIOError:  # a cleaner holds it: leave no file behind
+            with contextlib.suppress(OSError):
                 if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
                     os.unlink(tmp)
+        except FileNotFoundError:  # a cleaner removed it
+            pass
+        except OSError:  # no locks on this filesystem: cleaners can't lock it either
+            return fd, tmp
         os.close(fd)
 
 
@@ -197,14 +202,15 @@ def _remove_stale_temps(directory, own_tmp, own_mtime_ns):
         if entry.path == own_tmp or not (ours or _TMP_LEGACY.fullmatch(entry.name)):
             continue
         try:
-            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its saver lives
             st = os.fstat(fd)
             before = own_mtime_ns if ours else legacy_before
-            if st.st_mtime_ns < before and os.stat(entry.path).st_ino == st.st_ino:
+            if stat.S_ISREG(st.st_mode) and st.st_mtime_ns < before \
+                    and os.stat(entry.path).st_ino == st.st_ino:
                 os.unlink(entry.path)
         except OSError:
             pass
@@ -375,11 +381,11 @@ def _entry(path, name, info):
         dtype = np.dtype(_CODES[info["dtype"]])
         shape = tuple(_expect(d, int) for d in _expect(info["shape"], list))
         start, stop = (_expect(o, int) for o in _expect(info["data_offsets"], list))
-        extra = set(info) - {"dtype", "shape", "data_offsets"}
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{path}: tensor '{name}' has a malformed header entry "
                               "(dtype, shape and data_offsets)") from None
-    if extra or any(isinstance(d, bool) or d < 0 for d in shape) or not 0 <= start <= stop:
+    if any(isinstance(d, bool) or d < 0 for d in shape) or isinstance(start, bool) \
+            or isinstance(stop, bool) or not 0 <= start <= stop:
         raise CheckpointError(f"{path}: tensor '{name}' has a malformed header entry {info}")
     if stop - start != int(np.prod(shape, dtype=object)) * dtype.itemsize:
         raise CheckpointError(f"{path}: tensor '{name}' of shape {shape} and dtype "
