@@ -25,6 +25,10 @@ of targets.md (copied into ``TARGETS`` below) and whether they are met.
     python benchmarks/bench_train.py --threads 2      # 2 threads for every library
     python benchmarks/bench_train.py --profile mlp:256   # cProfile of pydl's step only
 
+With PyTorch installed, a last table times one short pydl-only job (an MLP and a CNN through
+``Model.fit``) in fresh processes taking turns: alone, with torch imported first, and with
+torch imported first then ``gc.freeze()`` (docs/training.md, "pydl beside PyTorch").
+
 Threads: by default every library runs on ONE thread: OpenBLAS (NumPy's matmul, used by
 pydl), pydl's C++ kernels and PyTorch (``torch.set_num_threads``). That compares the same
 amount of hardware and stays reproducible on a shared machine, where OpenBLAS's spinning
