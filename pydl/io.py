@@ -57,6 +57,7 @@ FORMAT_VERSION = 2  # 2: checksums; 1 (no checksums) still loads
 _MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
 _HASH = "crc32"
 _PLACEHOLDER = "0" * 8
+_HEADER_CHECKSUM = re.compile(rb'"header_checksum"\s*:\s*"([0-9a-f]{8})"')  # only outside strings
 _CODES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
           "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
 _CODE_OF = {np.dtype(v): k for k, v in _CODES.items()}
@@ -384,7 +385,7 @@ def _entry(path, name, info):
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{path}: tensor '{name}' has a malformed header entry "
                               "(dtype, shape and data_offsets)") from None
-    if any(isinstance(d, bool) or d < 0 for d in shape) or isinstance(start, bool) \
+    if any(isinstance(d, bool) or not 0 <= d < 2**31 for d in shape) or isinstance(start, bool) \
             or isinstance(stop, bool) or not 0 <= start <= stop:
         raise CheckpointError(f"{path}: tensor '{name}' has a malformed header entry {info}")
     if stop - start != int(np.prod(shape, dtype=object)) * dtype.itemsize:
@@ -400,12 +401,12 @@ def _checksums(path, raw, entries, meta):
             raise CheckpointError(f"{path}: the header's checksum is missing")
         return None
     stored = meta["header_checksum"]
-    field = b'"header_checksum":"%s"'
-    if meta.get("checksum_algorithm") != _HASH or not re.fullmatch(r"[0-9a-f]{8}", stored) \
-            or raw.count(b'"header_checksum":') != 1:
+    found = list(_HEADER_CHECKSUM.finditer(raw))
+    if meta.get("checksum_algorithm") != _HASH or len(found) != 1 \
+            or found[0].group(1).decode() != stored:
         raise CheckpointError(f"{path}: the header's checksum is malformed")
-    blank = raw.replace(field % stored.encode(), field % _PLACEHOLDER.encode())
-    if _digest(blank) != stored:
+    start, stop = found[0].span(1)
+    if _digest(raw[:start] + _PLACEHOLDER.encode() + raw[stop:]) != stored:
         raise CheckpointError(f"{path}: the header does not match its checksum: the file is "
                               "damaged")
     try:

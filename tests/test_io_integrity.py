@@ -316,6 +316,21 @@ def test_format_1_files_still_load(tmp_path):
     assert got["epoch"] == 5 and np.array_equal(got["w"].numpy(), np.arange(3.0))
 
 
+def test_odd_but_valid_names_and_absurd_shapes(tmp_path):
+    path = tmp_path / "c.safetensors"
+    state = {"header_checksum": pydl.ones(2), "checksums": {"x": pydl.zeros(1)}}
+    save(state, path)
+    assert np.array_equal(load(path)["header_checksum"].numpy(), np.ones(2))
+    st = pytest.importorskip("safetensors.numpy")
+    st.save_file({"e": np.zeros((0, 3), np.float32)}, path)
+    data = path.read_bytes()
+    n, header = _parts(data)
+    header["e"]["shape"] = [0, 2**62]  # zero bytes, but no array can have that shape
+    path.write_bytes(_rebuild(header, data[8 + n:]))
+    with pytest.raises(CheckpointError, match="malformed header entry"):
+        load_safetensors(path)
+
+
 def test_read_metadata_and_refused_names(tmp_path):
     save({"w": pydl.ones(2)}, tmp_path / "c.safetensors", metadata={"acc": 0.5})
     assert read_metadata(tmp_path / "c.safetensors") == {"acc": 0.5}
