@@ -38,7 +38,6 @@ import secrets
 import stat
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -278,12 +277,7 @@ def _with_header_checksum(raw: bytes) -> bytes:
 
 
 def _write_safetensors(f, tensors, meta) -> None:
-    """Write a safetensors file with a checksum of every tensor and of the header.
-
-    The header goes first with zero checksums (its size does not depend on them); tensors are
-    hashed in a worker thread while they are written (zlib and file writes both release the
-    GIL); then the header is written again with the real checksums.
-    """
+    """Write a safetensors file with a checksum of every tensor and of the header."""
     names = sorted(tensors, key=lambda k: (-tensors[k].dtype.itemsize, k))
     entries, offset = {}, 0
     for name in names:
@@ -291,25 +285,12 @@ def _write_safetensors(f, tensors, meta) -> None:
         entries[name] = {"dtype": _CODE_OF[arr.dtype], "shape": list(arr.shape),
                          "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
-
-    def header(sums):
-        return _header_bytes(entries, dict(meta, checksums=json.dumps(sums, sort_keys=True),
-                                           checksum_algorithm=_HASH,
-                                           header_checksum=_PLACEHOLDER))
-
-    draft = header({k: _PLACEHOLDER for k in names})
-    f.write(draft)
-    sums = {}
-    with ThreadPoolExecutor(1) as pool:
-        for name in names:
-            arr = tensors[name]
-            pending = pool.submit(_digest, arr)
-            f.write(arr.reshape(-1).view(np.uint8))
-            sums[name] = pending.result()
-    final = _with_header_checksum(header(sums))
-    assert len(final) == len(draft)
-    f.seek(0)
-    f.write(final)
+    sums = {name: _digest(tensors[name]) for name in names}
+    meta = dict(meta, checksums=json.dumps(sums, sort_keys=True), checksum_algorithm=_HASH,
+                header_checksum=_PLACEHOLDER)
+    f.write(_with_header_checksum(_header_bytes(entries, meta)))
+    for name in names:
+        f.write(tensors[name].reshape(-1).view(np.uint8))
 
 
 def save(obj, path, metadata: dict | None = None) -> None:
@@ -434,21 +415,15 @@ def _read(path, verify, header_only=False, check_meta=None):
         if header_only:
             return entries, meta, None
         arrays = {}
-        with ThreadPoolExecutor(1) as pool:
-            pending = []
-            for name, (dtype, shape, start, stop) in sorted(entries.items(),
-                                                            key=lambda kv: kv[1][2]):
-                arr = np.empty(shape, dtype=dtype)
-                if f.readinto(arr.reshape(-1).view(np.uint8)) != stop - start:
-                    raise CheckpointError(f"{path}: the file ended inside tensor '{name}' "
-                                          "(it changed while being read)")
-                arrays[name] = arr
-                if sums is not None:  # hash this one while the next is read
-                    pending.append((name, pool.submit(_digest, arr)))
-            for name, digest in pending:
-                if digest.result() != sums[name]:
-                    raise CheckpointError(f"{path}: tensor '{name}' does not match its checksum: "
-                                          "the file is damaged")
+        for name, (dtype, shape, start, stop) in sorted(entries.items(), key=lambda kv: kv[1][2]):
+            arr = np.empty(shape, dtype=dtype)
+            if f.readinto(arr.reshape(-1).view(np.uint8)) != stop - start:
+                raise CheckpointError(f"{path}: the file ended inside tensor '{name}' "
+                                      "(it changed while being read)")
+            if sums is not None and _digest(arr) != sums[name]:
+                raise CheckpointError(f"{path}: tensor '{name}' does not match its checksum: "
+                                      "the file is damaged")
+            arrays[name] = arr
     return entries, meta, arrays
 
 
