@@ -229,6 +229,13 @@ def test_stale_temporaries_removed_in_flight_ones_kept(tmp_path):
     assert all(p.exists() for p in others)
 
 
+def _size(path):
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # renamed into place meanwhile
+        return 0
+
+
 _KILLED_SAVER = textwrap.dedent("""
     import sys, numpy as np, pydl
     big = {f"layer{i}": np.full((1 << 20,), i, dtype=np.float32) for i in range(48)}
@@ -247,8 +254,7 @@ def test_kill_9_mid_save_keeps_previous_and_next_save_leaves_no_debris(tmp_path)
         assert proc.stdout.readline().strip() == "ready"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:
-            temps = [p for p in tmp_path.iterdir() if p.name.startswith(".pydl-")]
-            if temps and temps[0].stat().st_size > 0:
+            if any(_size(p) > 0 for p in tmp_path.iterdir() if p.name.startswith(".pydl-")):
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.001)
@@ -339,3 +345,23 @@ def test_read_metadata_and_refused_names(tmp_path):
     with pytest.raises(TypeError, match="complex"):
         save({"z": np.ones(2, dtype=np.complex64)}, tmp_path / "x.safetensors")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+_CONCURRENT_SAVER = textwrap.dedent("""
+    import sys, numpy as np, pydl
+    for i in range(4):
+        state = {f"t{j}": np.full((1 << 19,), i, dtype=np.float32) for j in range(16)}
+        pydl.save(state, sys.argv[1])
+        assert pydl.load(sys.argv[1])["t0"][0] == i
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_concurrent_saves_in_one_directory_leave_each_other_alone(tmp_path):
+    # each save cleans the directory while the other process has a temporary file in flight
+    procs = [subprocess.Popen([sys.executable, "-c", _CONCURRENT_SAVER,
+                               str(tmp_path / f"c{k}.safetensors")]) for k in range(3)]
+    assert [p.wait() for p in procs] == [0, 0, 0]
+    for k in range(3):
+        assert np.all(load(tmp_path / f"c{k}.safetensors")["t5"] == 3)
+    assert _temps(tmp_path) == []
