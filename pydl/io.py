@@ -269,11 +269,20 @@ def _header_bytes(entries, meta) -> bytes:
     return struct.pack("<Q", len(text)) + text
 
 
+def _blank_header_checksum(path, raw: bytes):
+    """``(raw with its header checksum zeroed, the stored checksum)``; the field must appear
+    exactly once outside JSON strings (inside them its quotes would be escaped)."""
+    found = list(_HEADER_CHECKSUM.finditer(raw))
+    if len(found) != 1:
+        raise CheckpointError(f"{path}: the header's checksum is malformed")
+    start, stop = found[0].span(1)
+    return raw[:start] + _PLACEHOLDER.encode() + raw[stop:], found[0].group(1).decode()
+
+
 def _with_header_checksum(raw: bytes) -> bytes:
     """Fill the header's own checksum: a hash of all header bytes with it still zero."""
-    field = b'"header_checksum":"%s"'
-    real = _digest(raw)
-    return raw.replace(field % _PLACEHOLDER.encode(), field % real.encode())
+    start, stop = _HEADER_CHECKSUM.search(raw).span(1)  # written as the zero placeholder
+    return raw[:start] + _digest(raw).encode() + raw[stop:]
 
 
 def _write_safetensors(f, tensors, meta) -> None:
@@ -381,13 +390,10 @@ def _checksums(path, raw, entries, meta):
         if "checksums" in meta:
             raise CheckpointError(f"{path}: the header's checksum is missing")
         return None
-    stored = meta["header_checksum"]
-    found = list(_HEADER_CHECKSUM.finditer(raw))
-    if meta.get("checksum_algorithm") != _HASH or len(found) != 1 \
-            or found[0].group(1).decode() != stored:
+    blank, stored = _blank_header_checksum(path, raw)
+    if meta.get("checksum_algorithm") != _HASH or stored != meta["header_checksum"]:
         raise CheckpointError(f"{path}: the header's checksum is malformed")
-    start, stop = found[0].span(1)
-    if _digest(raw[:start] + _PLACEHOLDER.encode() + raw[stop:]) != stored:
+    if _digest(blank) != stored:
         raise CheckpointError(f"{path}: the header does not match its checksum: the file is "
                               "damaged")
     try:
