@@ -25,6 +25,10 @@ of targets.md (copied into ``TARGETS`` below) and whether they are met.
     python benchmarks/bench_train.py --threads 2      # 2 threads for every library
     python benchmarks/bench_train.py --profile mlp:256   # cProfile of pydl's step only
 
+With PyTorch installed, a last table times one short pydl-only job (an MLP and a CNN through
+``Model.fit``) in fresh processes taking turns: alone, with torch imported first, and with
+torch imported first then ``gc.freeze()`` (docs/training.md, "pydl beside PyTorch").
+
 Threads: by default every library runs on ONE thread: OpenBLAS (NumPy's matmul, used by
 pydl), pydl's C++ kernels and PyTorch (``torch.set_num_threads``). That compares the same
 amount of hardware and stays reproducible on a shared machine, where OpenBLAS's spinning
@@ -460,6 +464,60 @@ def set_threads(threads):
             "pydl_cpp_threads": ext.num_threads() if ext is not None else "no extension"}
 
 
+# ----------------------------------------------------------------------------- torch first
+# The same pydl-only job (an MLP and a small CNN through Model.fit) in fresh interpreters:
+# alone, after `import torch`, and after `import torch` plus gc.freeze(). Importing torch adds
+# ~150,000 objects that every full collection of Python's cyclic GC walks (~0.1 s each); see
+# docs/training.md, "pydl beside PyTorch in one process".
+TORCH_FIRST_JOB = """
+import json, os, sys, time
+exec(sys.argv[1])
+import numpy as np, pydl
+from pydl import nn
+epochs = int(sys.argv[2])
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((2048, 64)).astype(np.float32), rng.integers(0, 10, 2048)
+xi, yi = rng.standard_normal((512, 1, 16, 16)).astype(np.float32), rng.integers(0, 10, 512)
+c0, t0 = time.process_time(), time.perf_counter()
+pydl.manual_seed(0)
+for layers, data in (([nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)], (x, y)),
+                     ([nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                       nn.Linear(512, 10)], (xi, yi))):
+    model = pydl.Sequential(layers)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(*data, epochs=epochs, batch_size=64, verbose=0)
+print(json.dumps({"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0}))
+"""
+TORCH_FIRST_CASES = {"pydl alone": "", "torch imported first": "import torch",
+                     "torch first, then gc.freeze()": "import torch, gc; gc.freeze()"}
+
+
+def torch_first_rows(reps=5, epochs=10, cases=tuple(TORCH_FIRST_CASES)):
+    """Median wall and CPU seconds of TORCH_FIRST_JOB per case, the cases taking turns in each
+    of ``reps`` rounds (so machine load hits all alike); threads as this process's env sets."""
+    import json
+    import statistics
+    import subprocess
+
+    runs = {case: [] for case in cases}
+    for _ in range(reps):
+        for case in cases:
+            out = subprocess.run([sys.executable, "-c", TORCH_FIRST_JOB,
+                                  TORCH_FIRST_CASES[case], str(epochs)],
+                                 check=True, capture_output=True, text=True).stdout
+            runs[case].append(json.loads(out.splitlines()[-1]))
+    rows = []
+    for case, got in runs.items():
+        wall = statistics.median(r["wall_s"] for r in got)
+        cpu = statistics.median(r["cpu_s"] for r in got)
+        rows.append({"case": case, "wall_s": wall, "cpu_s": cpu, "runs": len(got),
+                     "min_wall_s": min(r["wall_s"] for r in got)})
+    for r in rows:
+        r["wall_ratio"] = r["wall_s"] / rows[0]["wall_s"]
+        r["cpu_ratio"] = r["cpu_s"] / rows[0]["cpu_s"]
+    return rows
+
+
 # ----------------------------------------------------------------------------- profile
 
 
@@ -541,6 +599,15 @@ def main(argv=None):
                     + ", ".join(f"{r['model']} batch {r['batch']} {r['device']}"
                                 for r in uncompared) + ".")
     print("\n" + summary)
+    torch_first, torch_first_table = [], ""
+    if torch is not None and "cpu" in devs:
+        torch_first = torch_first_rows(reps=3 if args.quick else 5)
+        torch_first_table = "\n\n" + print_table(
+            ["pydl job, fresh process", "wall s", "CPU s", "wall ratio", "CPU ratio"],
+            [[r["case"], f"{r['wall_s']:.2f}", f"{r['cpu_s']:.2f}", f"{r['wall_ratio']:.2f}x",
+              f"{r['cpu_ratio']:.2f}x"] for r in torch_first],
+            "With torch imported first: the same pydl-only job (MLP + CNN, Model.fit) in fresh "
+            "processes taking turns, medians")
     if args.no_write:
         return 1 if invalid else 0
     info = machine_info(**threads, torch=torch.__version__ if torch is not None else None)
@@ -567,10 +634,11 @@ def main(argv=None):
         f"{threads['threads_requested']} thread(s) (OpenBLAS, pydl's C++ kernels, "
         "torch.set_num_threads).\n\nModels:\n\n"
         + "\n".join(f"- {s.name}: {s.description}" for s in SPECS.values() if s.name in chosen)
-        + "\n\n" + table + "\n\n" + summary + "\n")
+        + "\n\n" + table + "\n\n" + summary + torch_first_table + "\n")
     paths = write_results("train_steps", {"machine": info, "note": args.note,
                                           "validate_steps": VALIDATE_STEPS,
-                                          "tolerance": TOLERANCE, "rows": rows}, markdown)
+                                          "tolerance": TOLERANCE, "rows": rows,
+                                          "torch_imported_first": torch_first}, markdown)
     print("\nwrote " + " and ".join(paths))
     return 1 if invalid else 0
 

@@ -72,3 +72,10 @@ def test_graph_side_validates_on_gpu(bench_train, name):
     ok, err, plosses, tlosses = bench_train.validate(gside, tside, "float64")
     assert gside.graph is not None
     assert ok, f"{name}: graph losses {plosses} vs torch {tlosses} (max relative error {err:.1e})"
+
+
+def test_torch_first_job_runs(bench_train):
+    # the "with torch imported first" section: its job runs in a fresh process and reports
+    rows = bench_train.torch_first_rows(reps=1, epochs=1, cases=("pydl alone",))
+    assert [r["case"] for r in rows] == ["pydl alone"] and rows[0]["runs"] == 1
+    assert rows[0]["wall_s"] > 0 and rows[0]["cpu_s"] > 0 and rows[0]["wall_ratio"] == 1.0
