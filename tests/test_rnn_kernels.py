@@ -11,7 +11,7 @@ import _cuda_emu
 import numpy as np
 import pytest
 
-from pydl.backend import base, cpu
+from pydl.backend import cpu, protocol
 from pydl.backend import cuda as backend
 
 ref = cpu.reference
@@ -51,9 +51,9 @@ def test_every_backend_exports_the_cell_kernels(backend):
     import importlib
 
     module = importlib.import_module(f"pydl.backend.{backend}")
-    names = [k for k in base.KERNELS if "_cell_" in k]
+    names = [k for k in protocol.KERNELS if "_cell_" in k]
     assert len(names) == 4
-    assert not [k for k in names if k in base.missing_kernels(module)]
+    assert not [k for k in names if k in protocol.missing_kernels(module)]
 
 
 # -- references against torch --------------------------------------------------------------

@@ -1,6 +1,6 @@
 """CPU backend: NumPy arrays, the NumPy reference kernels, and the C++ ones where built.
 
-Each protocol kernel (``pydl.backend.base``) exists as a NumPy reference in
+Each protocol kernel (``pydl.backend.protocol``) exists as a NumPy reference in
 ``cpu_reference.py``, the readable version and the test oracle. When the C++ extension
 ``pydl._C`` is built, ``cpu_ext.py`` wraps its faster versions and they take over.
 ``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) switches back to the
@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-from . import base
+from . import protocol
 from . import cpu_reference as reference
 
 name = "cpu"
@@ -86,7 +86,7 @@ def use_extension(enabled: bool = True) -> None:
     """Route the protocol kernels to the C++ extension (when built) or to the references."""
     global _active
     _active = bool(enabled) and extension is not None
-    for kernel in base.KERNELS:
+    for kernel in protocol.KERNELS:
         impl = getattr(extension, kernel, None) if _active else None
         globals()[kernel] = impl if impl is not None else getattr(reference, kernel, None)
 

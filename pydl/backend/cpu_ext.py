@@ -1,4 +1,4 @@
-"""The C++ kernels of ``pydl._C`` behind the protocol's signatures (see ``pydl.backend.base``).
+"""The C++ kernels of ``pydl._C`` behind the protocol's signatures (see ``pydl.backend.protocol``).
 
 Importing this module fails with ImportError when the extension is not built; ``cpu.py`` then
 keeps the NumPy references. Each wrapper makes its inputs C-contiguous, computes the output

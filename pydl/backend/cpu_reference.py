@@ -1,4 +1,4 @@
-"""NumPy reference kernels of the protocol (see ``pydl.backend.base``): readable, the oracle.
+"""NumPy reference kernels of the protocol (see ``pydl.backend.protocol``): readable, the oracle.
 
 Every kernel here is the plain NumPy statement of what the protocol entry computes. The C++
 versions (``cpu_ext.py``) and the CUDA versions (``cuda.py``) are tested against these.
@@ -16,7 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..functions._special import erf as special_erf
-from .base import conv_output_size
+from .protocol import conv_output_size
 
 
 def matmul(a, b, trans_a=False, trans_b=False):

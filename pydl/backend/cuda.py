@@ -1,4 +1,4 @@
-"""CUDA backend: CuPy arrays, and the protocol kernels (``pydl.backend.base``) hand-written in
+"""CUDA backend: CuPy arrays, and the protocol kernels (``pydl.backend.protocol``) hand-written in
 ``csrc/cuda`` and compiled at run time by NVRTC.
 
 Kernels are compiled lazily, once per (file, template instance, options, device), through

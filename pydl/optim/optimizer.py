@@ -6,7 +6,7 @@ maps each parameter to a dict of backend arrays (momentum buffers, moment estima
 step counts, created on the first step that parameter has a gradient.
 
 The update itself is a fused, multi-tensor kernel of the backend (``sgd_step``,
-``adam_step``... in ``pydl.backend.base``): a subclass collects a group's parameters that have
+``adam_step``... in ``pydl.backend.protocol``): a subclass collects a group's parameters that have
 gradients, buckets them by device and dtype, and calls the kernel once per bucket with lists
 of arrays, updating them in place.
 """
