@@ -77,7 +77,8 @@ def conv_inputs(case, dtype):
 
 def conv_out_shape(x, w, stride, padding, dilation):
     return (x.shape[0], w.shape[0]) + tuple(
-        protocol.conv_output_size(x.shape[2 + a], w.shape[2 + a], stride[a], padding[a], dilation[a])
+        protocol.conv_output_size(x.shape[2 + a], w.shape[2 + a], stride[a], padding[a],
+                                  dilation[a])
         for a in (0, 1)
     )
 

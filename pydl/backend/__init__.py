@@ -4,7 +4,8 @@ A *device* names where a tensor's memory lives (``Device("cpu")`` or ``Device("c
 A *backend* is the module that holds the code for one kind of device: ``pydl.backend.cpu``
 (NumPy plus the optional C++ extension) or ``pydl.backend.cuda`` (CuPy plus our NVRTC-compiled
 kernels). Every backend exposes ``xp`` (its NumPy-compatible array module) and the kernels named
-in ``pydl.backend.protocol``. Functions ask for ``backend_of(array)`` and never branch on the device.
+in ``pydl.backend.protocol``. Functions ask for ``backend_of(array)`` and never branch on the
+device.
 """
 
 from __future__ import annotations

@@ -13,8 +13,8 @@ import sys
 
 import numpy as np
 
-from . import protocol
 from . import cpu_reference as reference
+from . import protocol
 
 name = "cpu"
 xp = np
