@@ -17,7 +17,7 @@ import pytest
 
 import pydl
 from pydl.backend import cpu
-from pydl.backend import cpu_reference as ref
+from pydl.backend.cpu import reference as ref
 
 ext = cpu.extension
 needs_ext = pytest.mark.skipif(ext is None, reason="pydl._C is not built")

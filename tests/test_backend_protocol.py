@@ -23,7 +23,7 @@ def _params(fn):
 
 def _backend_modules():
     """(label, module) of every module that implements the whole protocol."""
-    out = [("cpu", "pydl.backend.cpu"), ("cpu.reference", "pydl.backend.cpu_reference"),
+    out = [("cpu", "pydl.backend.cpu"), ("cpu.reference", "pydl.backend.cpu.reference"),
            ("cuda", "pydl.backend.cuda")]
     return [pytest.param(name, id=label) for label, name in out]
 
@@ -99,3 +99,20 @@ def test_docs_name_only_existing_kernels(doc):
 def test_doc_check_can_fail():
     assert _doc_kernel_names("`max_pool2d_forward/backward` and `cumsum_forward`") == {
         "max_pool2d_forward", "max_pool2d_backward", "cumsum_forward"}
+
+
+def test_use_extension_switches_the_cpu_table():
+    from pydl.backend import cpu
+
+    was = cpu.extension_active()
+    try:
+        cpu.use_extension(False)
+        assert not cpu.extension_active()
+        assert all(cpu.implementations[k] is getattr(cpu.reference, k) for k in protocol.KERNELS)
+        cpu.use_extension(True)
+        if cpu.extension is not None:
+            assert cpu.extension_active()
+            assert cpu.implementations["conv2d_forward"] is cpu.extension.conv2d_forward
+            assert cpu.implementations["matmul"] is cpu.reference.matmul  # BLAS already
+    finally:
+        cpu.use_extension(was)

@@ -1,4 +1,4 @@
-"""Every CUDA kernel against the NumPy reference (``pydl.backend.cpu_reference``).
+"""Every CUDA kernel against the NumPy reference (``pydl.backend.cpu.reference``).
 
 Runs on a GPU (tests marked ``gpu``, skipped without one) and, with ``PYDL_CUDA_EMULATE=1``
 and a C++ compiler, on the CPU: ``tests/cuda_emu.h`` runs the same kernels as C++ with CUDA
@@ -28,8 +28,8 @@ import _cuda_emu
 import numpy as np
 import pytest
 
-from pydl.backend import cpu_reference as ref
 from pydl.backend import cuda as backend
+from pydl.backend.cpu import reference as ref
 
 if os.environ.get("PYDL_CUDA_NO_POOL") == "1":  # for compute-sanitizer: no pooled slack
     try:

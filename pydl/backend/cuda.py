@@ -31,8 +31,8 @@ import numpy as np
 
 from . import cuda_graph
 from . import cuda_kernels as ck
-from .cpu_reference import check_conv_shapes as _check_conv
-from .cpu_reference import window_output_hw as _output_hw
+from .cpu.reference import check_conv_shapes as _check_conv
+from .cpu.reference import window_output_hw as _output_hw
 from .cuda_runtime import (  # noqa: F401 - the backend's public face
     _device_id,
     _settings,

@@ -1,26 +1,29 @@
 """CPU backend: NumPy arrays, the NumPy reference kernels, and the C++ ones where built.
 
 Each protocol kernel (``pydl.backend.protocol``) exists as a NumPy reference in
-``cpu_reference.py``, the readable version and the test oracle. When the C++ extension
-``pydl._C`` is built, ``cpu_ext.py`` wraps its faster versions and they take over.
-``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) switches back to the
-references, for tests and benchmarks.
+``reference.py``, the readable version and the test oracle. When the C++ extension ``pydl._C``
+is built, ``ext.py`` wraps its faster versions (each falling back to the reference for inputs
+it does not take). ``implementations`` is the table of which function runs each kernel;
+``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) points it back at the
+references, for tests and benchmarks. The kernels below are fixed functions that look their
+implementation up in that table.
 """
 
 import ctypes
+import functools
 import os
 import sys
 
 import numpy as np
 
-from . import cpu_reference as reference
-from . import protocol
+from .. import protocol
+from . import reference
 
 name = "cpu"
 xp = np
 
 try:  # the extension is optional: pydl works (slower) without it
-    from . import cpu_ext as extension
+    from . import ext as extension
 except ImportError:  # pragma: no cover - depends on the build
     extension = None
 
@@ -77,6 +80,16 @@ def set_rng_state(state: dict) -> None:
     _rng.bit_generator.state = state
 
 
+# ----------------------------------------------------------------------------- kernels
+def _table(fast: bool) -> dict:
+    """name -> the function running that kernel: the C++ one when ``fast`` and built, else
+    the reference."""
+    return {
+        kernel: (getattr(extension, kernel, None) if fast else None) or getattr(reference, kernel)
+        for kernel in protocol.KERNELS
+    }
+
+
 def extension_active() -> bool:
     """True when the protocol kernels run the C++ versions."""
     return _active
@@ -84,15 +97,52 @@ def extension_active() -> bool:
 
 def use_extension(enabled: bool = True) -> None:
     """Route the protocol kernels to the C++ extension (when built) or to the references."""
-    global _active
+    global implementations, _active
     _active = bool(enabled) and extension is not None
-    for kernel in protocol.KERNELS:
-        impl = getattr(extension, kernel, None) if _active else None
-        globals()[kernel] = impl if impl is not None else getattr(reference, kernel, None)
+    implementations = _table(_active)
 
 
 _active = False
+#: the implementation of every protocol kernel in use now (``use_extension`` replaces it)
+implementations: dict = {}
 use_extension(os.environ.get("PYDL_DISABLE_EXT") != "1")
+
+
+def _kernel(kernel: str):
+    """The backend's ``kernel``: calls whatever ``implementations`` holds for it now."""
+
+    @functools.wraps(getattr(reference, kernel))  # the protocol's signature and docstring
+    def run(*args, **kwargs):
+        return implementations[kernel](*args, **kwargs)
+
+    return run
+
+
+matmul = _kernel("matmul")
+conv2d_forward = _kernel("conv2d_forward")
+conv2d_backward_data = _kernel("conv2d_backward_data")
+conv2d_backward_weight = _kernel("conv2d_backward_weight")
+max_pool2d_forward = _kernel("max_pool2d_forward")
+max_pool2d_backward = _kernel("max_pool2d_backward")
+avg_pool2d_forward = _kernel("avg_pool2d_forward")
+avg_pool2d_backward = _kernel("avg_pool2d_backward")
+softmax_forward = _kernel("softmax_forward")
+softmax_backward = _kernel("softmax_backward")
+log_softmax_forward = _kernel("log_softmax_forward")
+log_softmax_backward = _kernel("log_softmax_backward")
+cross_entropy_forward = _kernel("cross_entropy_forward")
+cross_entropy_backward = _kernel("cross_entropy_backward")
+erf = _kernel("erf")
+gelu_forward = _kernel("gelu_forward")
+gelu_backward = _kernel("gelu_backward")
+lstm_cell_forward = _kernel("lstm_cell_forward")
+lstm_cell_backward = _kernel("lstm_cell_backward")
+gru_cell_forward = _kernel("gru_cell_forward")
+gru_cell_backward = _kernel("gru_cell_backward")
+sgd_step = _kernel("sgd_step")
+adam_step = _kernel("adam_step")
+rmsprop_step = _kernel("rmsprop_step")
+adagrad_step = _kernel("adagrad_step")
 
 
 def to_numpy(array) -> np.ndarray:
