@@ -477,7 +477,7 @@ def environment():
     def ver(v):
         return f"{v // 1000}.{v % 1000 // 10}"
 
-    from pydl.backend import cuda_kernels
+    from pydl.backend import cuda as cuda_kernels
 
     info = machine_info(
         gpu=name, sms=props["multiProcessorCount"],

@@ -14,7 +14,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["Device", "as_device", "get_backend", "backend_of", "device_of", "CPU"]
+__all__ = ["Device", "as_device", "get_backend", "backend_of", "device_of", "CPU",
+           "register_optimizer_step_hook", "optimizer_step_hooks"]
 
 
 class Device:
@@ -114,3 +115,14 @@ def backend_of(array):
     if type(array).__module__.startswith("cupy"):
         return get_backend("cuda")
     return _BACKENDS.get("cpu") or get_backend("cpu")
+
+
+#: called with the optimizer at the start of every ``Optimizer.step``, before any update
+#: (the CUDA graph recorder registers one: pydl/backend/cuda/graph.py)
+optimizer_step_hooks: list = []
+
+
+def register_optimizer_step_hook(hook) -> None:
+    """Have ``hook(optimizer)`` called at the start of every optimizer step (once per hook)."""
+    if hook not in optimizer_step_hooks:
+        optimizer_step_hooks.append(hook)
