@@ -19,13 +19,10 @@ SOURCE = "optim.cu"
 KINDS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
 
 
-def optim_name(kind, ctype):
-    return rt.template_name(f"{kind}_kernel", ctype)
-
 
 def instances() -> list[str]:
     """Every optim.cu instance the backend may launch."""
-    return [optim_name(kind, ctype) for ctype in rt.CTYPES.values() for kind in KINDS]
+    return rt.typed_instances(KINDS)
 
 
 OPT_MAXIMIZE, OPT_NESTEROV, OPT_FIRST_STEP, OPT_AMSGRAD = 1, 2, 4, 8
@@ -97,7 +94,7 @@ def _multi_tensor(kind, lists, written, scalars, flags):
         ptrs = _POINTER_TABLES.get_or_make(
             key, lambda rows=ptr_rows: rt.upload(np.asarray(rows, np.int64).ravel()))
         chunks, nchunks = _chunk_table([int(params[j].size) for j in idx])
-        rt.launch(SOURCE, optim_name(kind, ctype), (nchunks,), 256,
+        rt.launch(SOURCE, rt.typed_name(kind, ctype), (nchunks,), 256,
                 (ptrs, chunks, np.int32(len(idx)), np.int32(nchunks), rt.null_or(dyn))
                 + values + (np.int32(flags),))
         for dst, src in copies:

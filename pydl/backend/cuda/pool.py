@@ -13,13 +13,10 @@ KINDS = ("max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward",
          "avg_pool2d_backward")
 
 
-def pool_name(kind, ctype):
-    return rt.template_name(f"{kind}_kernel", ctype)
-
 
 def instances() -> list[str]:
     """Every pool.cu instance the backend may launch."""
-    return [pool_name(kind, ctype) for ctype in rt.CTYPES.values() for kind in KINDS]
+    return rt.typed_instances(KINDS)
 
 
 def _geometry(op, x_shape, kernel_size, stride, padding):
@@ -43,8 +40,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     y = rt.empty((n, c, ho, wo), x.dtype)
     argmax = rt.empty((n, c, ho, wo), np.int64)
     if y.size:
-        rt.launch(SOURCE, pool_name("max_pool2d_forward", ctype), (rt.grid_1d(y.size),), 256,
-                  (rt.contig(x), y, argmax, np.int64(y.size))
+        rt.launch(SOURCE, rt.typed_name("max_pool2d_forward", ctype), (rt.grid_1d(y.size),),
+                  256, (rt.contig(x), y, argmax, np.int64(y.size))
                   + _window_args(h, w, ho, wo, kernel_size, stride, padding))
     return y, argmax
 
@@ -56,8 +53,8 @@ def max_pool2d_backward(gy, argmax, x_shape):
     n, c, h, w = (int(s) for s in x_shape)
     gx = rt.xp.zeros((n, c, h, w), gy.dtype)  # scatter-add target: zeros are part of the result
     if gy.size:
-        rt.launch(SOURCE, pool_name("max_pool2d_backward", ctype), (rt.grid_1d(gy.size),), 256,
-                  (rt.contig(gy), rt.contig(argmax.astype(np.int64, copy=False)), gx,
+        rt.launch(SOURCE, rt.typed_name("max_pool2d_backward", ctype), (rt.grid_1d(gy.size),),
+                  256, (rt.contig(gy), rt.contig(argmax.astype(np.int64, copy=False)), gx,
                    np.int64(gy.size), np.int32(gy.shape[2] * gy.shape[3]), np.int32(h * w)))
     return gx
 
@@ -69,8 +66,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad=True):
     n, c, h, w, ho, wo = _geometry("avg_pool2d", x.shape, kernel_size, stride, padding)
     y = rt.empty((n, c, ho, wo), x.dtype)
     if y.size:
-        rt.launch(SOURCE, pool_name("avg_pool2d_forward", ctype), (rt.grid_1d(y.size),), 256,
-                  (rt.contig(x), y, np.int64(y.size))
+        rt.launch(SOURCE, rt.typed_name("avg_pool2d_forward", ctype), (rt.grid_1d(y.size),),
+                  256, (rt.contig(x), y, np.int64(y.size))
                   + _window_args(h, w, ho, wo, kernel_size, stride, padding)
                   + (np.int32(bool(count_include_pad)),))
     return y
@@ -88,8 +85,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include
         if gy.size == 0:
             gx[...] = 0
         else:
-            rt.launch(SOURCE, pool_name("avg_pool2d_backward", ctype), (rt.grid_1d(gx.size),),
-                      256, (rt.contig(gy), gx, np.int64(gx.size))
+            rt.launch(SOURCE, rt.typed_name("avg_pool2d_backward", ctype),
+                      (rt.grid_1d(gx.size),), 256, (rt.contig(gy), gx, np.int64(gx.size))
                       + _window_args(h, w, ho, wo, kernel_size, stride, padding)
                       + (np.int32(bool(count_include_pad)),))
     return gx

@@ -16,20 +16,17 @@ SOURCE = "rnn.cu"
 KINDS = ("lstm_cell_forward", "lstm_cell_backward", "gru_cell_forward", "gru_cell_backward")
 
 
-def cell_name(kind, ctype):
-    return rt.template_name(f"{kind}_kernel", ctype)
-
 
 def instances() -> list[str]:
     """Every rnn.cu instance the backend may launch."""
-    return [cell_name(kind, ctype) for ctype in rt.CTYPES.values() for kind in KINDS]
+    return rt.typed_instances(KINDS)
 
 
 def _cell_launch(kind, gates, arrays, hidden):
     """Launch ``kind`` over N * hidden threads; ``gates`` gives the dtype and N."""
     total = gates.shape[0] * hidden
     if total:
-        rt.launch(SOURCE, cell_name(kind, rt.CTYPES[np.dtype(gates.dtype)]),
+        rt.launch(SOURCE, rt.typed_name(kind, rt.CTYPES[np.dtype(gates.dtype)]),
                   (rt.grid_1d(total),), 256, tuple(arrays) + (np.int64(total), np.int32(hidden)))
 
 

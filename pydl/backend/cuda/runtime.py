@@ -291,6 +291,16 @@ def template_name(kernel: str, *args) -> str:
     return f"pydl::{kernel}<{text}>"
 
 
+def typed_name(kind: str, ctype: str) -> str:
+    """``pydl::<kind>_kernel<ctype>``: a kernel templated on its dtype only."""
+    return template_name(f"{kind}_kernel", ctype)
+
+
+def typed_instances(kinds) -> list[str]:
+    """``typed_name`` of every kind in ``kinds`` for float and double."""
+    return [typed_name(kind, ctype) for ctype in CTYPES.values() for kind in kinds]
+
+
 # ----------------------------------------------------------------------------- NVRTC (no GPU)
 def _nvrtc():
     try:
