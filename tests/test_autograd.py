@@ -535,3 +535,15 @@ def test_copy_from_a_shape_that_does_not_broadcast_names_copy_():
             x.copy_(bad)
     x.copy_(pydl.ones(1, 3))
     np.testing.assert_array_equal(x.numpy(), np.ones((2, 3)))
+
+
+def test_same_device_names_the_op_and_both_devices():
+    from types import SimpleNamespace
+
+    from pydl.autograd import same_device
+
+    cpu = SimpleNamespace(device=pydl.Device("cpu"))
+    gpu = SimpleNamespace(device=pydl.Device("cuda:1"))
+    same_device("add", cpu, cpu)
+    with pytest.raises(RuntimeError, match=r"index_put: .* cpu and cuda:1"):
+        same_device("index_put", cpu, cpu, gpu)

@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, same_device
 from ..backend import backend_of
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
@@ -40,11 +40,7 @@ def _operand(x, t: Tensor | None, op: str):
 def _check_operands(a, b, op: str):
     a = _operand(a, b if isinstance(b, Tensor) else None, op)
     b = _operand(b, a, op)
-    if a.device != b.device:
-        raise RuntimeError(
-            f"{op}: expected both tensors on the same device, got {a.device} and {b.device}; "
-            "move one with .to(device)"
-        )
+    same_device(op, a, b)
     for t in (a, b):
         if t.dtype not in _FLOATS:
             raise TypeError(
