@@ -17,7 +17,6 @@ from ..backend.protocol import conv_output_size
 from ..tensor import Tensor, dtype_name
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
-METHODS = ()
 
 
 # -- argument helpers shared with pool.py ----------------------------------------------------

@@ -24,10 +24,6 @@ __all__ = [
     "take_along_dim", "masked_fill", "masked_fill_", "masked_select", "one_hot",
 ]
 
-METHODS = (
-    "gather", "scatter", "scatter_add", "index_select", "take_along_dim", "masked_fill",
-    "masked_fill_", "masked_select", "index_put", "index_put_",
-)
 
 
 def _grad_past_put(g, key, accumulated):

@@ -21,7 +21,6 @@ from ._util import sum_to_shape, xp_of
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "inner", "vdot"]
 
-METHODS = ("matmul", "mm", "bmm", "dot", "outer", "inner")
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -228,8 +227,3 @@ def outer(a, b) -> Tensor:
         raise RuntimeError(f"outer: expected 1-D tensors, got shapes {a.shape} and {b.shape}")
     return matmul(unsqueeze(a, 1), unsqueeze(b, 0))
 
-
-# ``from .matmul import *`` in functions/__init__.py rebinds the package attribute ``matmul``
-# from this module to the function above, so __init__'s ``getattr(matmul, "METHODS")`` reads
-# the function. Until __init__ keeps the module objects (see the report), let it find them there.
-matmul.METHODS = METHODS

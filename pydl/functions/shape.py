@@ -29,12 +29,6 @@ __all__ = [
     "stack", "split", "chunk", "unbind", "narrow", "pad", "flip", "repeat", "tile",
 ]
 
-METHODS = (
-    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "transpose",
-    "swapaxes", "swapdims", "t", "permute", "movedim", "moveaxis", "squeeze", "unsqueeze",
-    "expand", "expand_as", "broadcast_to", "split", "chunk", "unbind", "narrow", "flip",
-    "repeat", "tile",
-)
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -44,13 +44,6 @@ __all__ = [
     "isnan", "isinf", "isfinite",
 ]
 
-METHODS = (
-    "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin", "cos",
-    "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum",
-    "lt", "le", "gt", "ge", "eq", "ne",
-    "logical_not", "logical_and", "logical_or", "logical_xor",
-    "isnan", "isinf", "isfinite",
-)
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
