@@ -116,3 +116,14 @@ def test_use_extension_switches_the_cpu_table():
             assert cpu.implementations["matmul"] is cpu.reference.matmul  # BLAS already
     finally:
         cpu.use_extension(was)
+
+
+def test_nn_imports_no_backend_module():
+    """Layers compose ops; the Functions (pydl/functions) own the device code."""
+    for path in (ROOT / "pydl" / "nn").glob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"^\s*(from|import)\s+(\.\.backend|pydl\.backend)\b", text, re.M), (
+            f"pydl/nn/{path.name} imports the backend")
+        assert "backend_of(" not in text, f"pydl/nn/{path.name} calls backend_of"
+        assert not re.search(r"^class \w+\((autograd\.)?Function\)", text, re.M), (
+            f"pydl/nn/{path.name} defines a Function")
