@@ -5,14 +5,15 @@ Each protocol kernel (``pydl.backend.protocol``) exists as a NumPy reference in
 is built, ``ext.py`` wraps its faster versions (each falling back to the reference for inputs
 it does not take). ``implementations`` is the table of which function runs each kernel;
 ``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) points it back at the
-references, for tests and benchmarks. The kernels below are fixed functions that look their
-implementation up in that table.
+references, for tests and benchmarks. ``pydl.backend.cpu.<kernel>`` reads that table (a
+property of this module's type, one per protocol kernel), so a new protocol kernel needs no
+line here.
 """
 
 import ctypes
-import functools
 import os
 import sys
+import types
 
 import numpy as np
 
@@ -108,41 +109,29 @@ implementations: dict = {}
 use_extension(os.environ.get("PYDL_DISABLE_EXT") != "1")
 
 
-def _kernel(kernel: str):
-    """The backend's ``kernel``: calls whatever ``implementations`` holds for it now."""
+def _kernel_property(kernel: str) -> property:
+    """``pydl.backend.cpu.<kernel>``: whatever ``implementations`` holds for it now.
 
-    @functools.wraps(getattr(reference, kernel))  # the protocol's signature and docstring
-    def run(*args, **kwargs):
-        return implementations[kernel](*args, **kwargs)
+    Reading the attribute returns the implementation itself, so a call costs no extra
+    frame; assigning it (a test's monkeypatch) replaces the table entry.
+    """
 
-    return run
+    def get(module):
+        return implementations[kernel]
+
+    def set_(module, fn):
+        implementations[kernel] = fn
+
+    return property(get, set_, doc=f"the protocol kernel {kernel!r} (see implementations)")
 
 
-matmul = _kernel("matmul")
-conv2d_forward = _kernel("conv2d_forward")
-conv2d_backward_data = _kernel("conv2d_backward_data")
-conv2d_backward_weight = _kernel("conv2d_backward_weight")
-max_pool2d_forward = _kernel("max_pool2d_forward")
-max_pool2d_backward = _kernel("max_pool2d_backward")
-avg_pool2d_forward = _kernel("avg_pool2d_forward")
-avg_pool2d_backward = _kernel("avg_pool2d_backward")
-softmax_forward = _kernel("softmax_forward")
-softmax_backward = _kernel("softmax_backward")
-log_softmax_forward = _kernel("log_softmax_forward")
-log_softmax_backward = _kernel("log_softmax_backward")
-cross_entropy_forward = _kernel("cross_entropy_forward")
-cross_entropy_backward = _kernel("cross_entropy_backward")
-erf = _kernel("erf")
-gelu_forward = _kernel("gelu_forward")
-gelu_backward = _kernel("gelu_backward")
-lstm_cell_forward = _kernel("lstm_cell_forward")
-lstm_cell_backward = _kernel("lstm_cell_backward")
-gru_cell_forward = _kernel("gru_cell_forward")
-gru_cell_backward = _kernel("gru_cell_backward")
-sgd_step = _kernel("sgd_step")
-adam_step = _kernel("adam_step")
-rmsprop_step = _kernel("rmsprop_step")
-adagrad_step = _kernel("adagrad_step")
+class _CPUBackend(types.ModuleType):
+    """This module's type: one property per protocol kernel, reading ``implementations``."""
+
+
+for _name in protocol.KERNELS:
+    setattr(_CPUBackend, _name, _kernel_property(_name))
+sys.modules[__name__].__class__ = _CPUBackend
 
 
 def to_numpy(array) -> np.ndarray:

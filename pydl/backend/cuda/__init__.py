@@ -3,7 +3,8 @@ in ``csrc/cuda`` and compiled at run time by NVRTC.
 
 One module per kernel family, each declaring its ``.cu`` file (``SOURCE``) and the template
 instances it launches (``instances()``): ``gemm`` (matmul.cu), ``conv`` (conv2d.cu), ``pool``,
-``softmax``, ``activation``, ``rnn``, ``optim``. ``runtime`` compiles, caches and launches
+``softmax``, ``activation``, ``rnn``, ``optim``. This package exports every protocol kernel
+from the family that defines it (``FAMILIES``). ``runtime`` compiles, caches and launches
 them and holds devices, random numbers and the switches; ``graph`` records CUDA graphs.
 No protocol kernel calls cuBLAS or cuDNN; CuPy is used for allocation and small glue (casts,
 split-K sums, table uploads).
@@ -19,13 +20,9 @@ Switches (also reachable as ``pydl.cuda.*``):
 
 from __future__ import annotations
 
+from .. import protocol
 from . import activation, conv, gemm, graph, optim, pool, rnn, runtime, softmax
-from .activation import erf, gelu_backward, gelu_forward
-from .conv import conv2d_backward_data, conv2d_backward_weight, conv2d_forward
-from .gemm import GEMM_CONFIGS, TF32_TILE, matmul
-from .optim import adagrad_step, adam_step, rmsprop_step, sgd_step
-from .pool import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
-from .rnn import gru_cell_backward, gru_cell_forward, lstm_cell_backward, lstm_cell_forward
+from .gemm import GEMM_CONFIGS, TF32_TILE
 from .runtime import (
     CTYPES,
     NVRTC_OPTIONS,
@@ -51,21 +48,30 @@ from .runtime import (
     set_target_checks,
     to_numpy,
 )
-from .softmax import (
-    cross_entropy_backward,
-    cross_entropy_forward,
-    log_softmax_backward,
-    log_softmax_forward,
-    softmax_backward,
-    softmax_forward,
-)
 
 name = "cuda"
 xp = cupy
 
-#: the kernel family modules, each with its SOURCE file and instances()
+#: the kernel family modules, each with its SOURCE file, instances() and protocol kernels
 FAMILIES = (gemm, conv, pool, softmax, activation, rnn, optim)
 KERNEL_FILES = tuple(family.SOURCE for family in FAMILIES)
+
+
+def _kernels_of_families() -> dict:
+    """protocol kernel name -> the family function implementing it (each in exactly one)."""
+    found = {}
+    for family in FAMILIES:
+        for kernel in protocol.KERNELS:
+            if callable(getattr(family, kernel, None)):
+                if kernel in found:
+                    raise ImportError(f"CUDA kernel {kernel} is defined twice")
+                found[kernel] = getattr(family, kernel)
+    return found
+
+
+# Export each protocol kernel from its family module (matmul from gemm.py, ...), once at
+# import: a new kernel needs no line here.
+globals().update(_kernels_of_families())
 
 
 def instances() -> dict[str, list[str]]:
