@@ -2,7 +2,7 @@
 // dilation and groups. For depthwise layers (one input channel per group, few outputs) the
 // GEMMs of the im2col path are too thin to pay for building the columns and these loops are
 // several times faster; from a few channels per group on, im2col + BLAS wins (measured in
-// benchmarks/bench_cpu.py), so pydl/backend/cpu_ext.py sends only depthwise layers here. (A
+// benchmarks/bench_cpu.py), so pydl/backend/cpu/ext.py sends only depthwise layers here. (A
 // direct backward-weight was slower than im2col + GEMM even for depthwise layers.)
 //
 // conv2d_direct_forward:       y[n, o] = sum_{c in group(o), i, j} w[o, c, i, j] * shifted x[n, c]

@@ -1,5 +1,5 @@
 // Declarations of the kernels that module.cc binds into pydl._C, one block per family file.
-// Outputs are allocated by the caller (pydl/backend/cpu_ext.py) and passed in; inputs must be
+// Outputs are allocated by the caller (pydl/backend/cpu/ext.py) and passed in; inputs must be
 // C-contiguous float32 / float64 (int64 for targets and argmax) and are checked.
 #pragma once
 

@@ -1,5 +1,5 @@
 // The PYBIND11_MODULE block of pydl._C: binds the kernels declared in kernels.h.
-// The Python-facing wrappers with the protocol signatures are in pydl/backend/cpu_ext.py.
+// The Python-facing wrappers with the protocol signatures are in pydl/backend/cpu/ext.py.
 #include <pybind11/stl.h>
 
 #include "kernels.h"

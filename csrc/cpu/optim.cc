@@ -1,7 +1,7 @@
 // Fused, multi-tensor optimizer steps, in place: SGD (momentum, dampening, Nesterov),
 // Adam / AdamW (AMSGrad), RMSprop (centered, momentum) and Adagrad (lr decay), each with
 // weight decay and maximize, following torch.optim's single-tensor code line by line (see
-// the NumPy reference in pydl/backend/cpu_reference.py).
+// the NumPy reference in pydl/backend/cpu/reference.py).
 //
 // One call updates a whole list of parameters: every tensor is cut into chunks of 16K
 // elements, and the threads (parallel_blocks) share the combined list of chunks, so a model

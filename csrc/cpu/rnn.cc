@@ -1,5 +1,5 @@
 // The pointwise part of one LSTM / GRU time step, after the matmuls (pydl/backend/base.py,
-// "Recurrent cells"; the NumPy references are in pydl/backend/cpu_reference.py).
+// "Recurrent cells"; the NumPy references are in pydl/backend/cpu/reference.py).
 //
 // lstm_cell_forward:  gates (N, 4H) = i, f, g, o pre-activations -> in place sigmoid(i),
 //                     sigmoid(f), tanh(g), sigmoid(o); c = f c_prev + i g, tanh_c = tanh(c),

@@ -1,6 +1,6 @@
 // common.cuh - helpers shared by every pydl CUDA kernel file.
 //
-// The loader (pydl/backend/cuda.py) pastes this file in place of `#include "common.cuh"`
+// The loader (pydl/backend/cuda/runtime.py) pastes this file in place of `#include "common.cuh"`
 // before handing the source to NVRTC, so the source text (and with it CuPy's on-disk cache
 // key) changes whenever a helper changes. No system headers: NVRTC needs none of them here.
 //
