@@ -117,4 +117,13 @@ void col2im(const py::array& cols, py::array& gx, std::vector<index_t> kernel,
   });
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_conv2d(py::module_& m) {
+  using namespace py::literals;
+  m.def("im2col", &pydl::im2col, "x"_a, "cols"_a, "kernel"_a, "stride"_a, "padding"_a,
+        "dilation"_a);
+  m.def("col2im", &pydl::col2im, "cols"_a, "gx"_a, "kernel"_a, "stride"_a, "padding"_a,
+        "dilation"_a);
+}
+
 }  // namespace pydl

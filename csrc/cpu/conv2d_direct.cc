@@ -132,4 +132,13 @@ void conv2d_direct_backward_data(const py::array& gy, const py::array& w, py::ar
   });
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_conv2d_direct(py::module_& m) {
+  using namespace py::literals;
+  m.def("conv2d_direct_forward", &pydl::conv2d_direct_forward, "x"_a, "w"_a, "y"_a,
+        "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
+  m.def("conv2d_direct_backward_data", &pydl::conv2d_direct_backward_data, "gy"_a, "w"_a,
+        "gx"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
+}
+
 }  // namespace pydl
