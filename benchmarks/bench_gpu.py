@@ -477,13 +477,13 @@ def environment():
     def ver(v):
         return f"{v // 1000}.{v % 1000 // 10}"
 
-    from pydl.backend import cuda as cuda_kernels
+    from pydl.backend import cuda as cuda_backend
 
     info = machine_info(
         gpu=name, sms=props["multiProcessorCount"],
         driver=ver(cupy.cuda.runtime.driverGetVersion()),
         cuda_runtime=ver(cupy.cuda.runtime.runtimeGetVersion()), cupy=cupy.__version__,
-        nvrtc=".".join(map(str, cuda_kernels.nvrtc_version())),
+        nvrtc=".".join(map(str, cuda_backend.nvrtc_version())),
     )
     if torch is not None:
         info["torch"] = torch.__version__
