@@ -61,11 +61,16 @@ def _addindent(text: str, spaces: int) -> str:
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
+def _device_of(array) -> Device:
+    """Where a raw (NumPy or CuPy) array lives (wrapped as is: no copy, no cast)."""
+    return as_tensor(array, dtype=array.dtype).device
+
+
 def _convert_array(array, device=None, dtype=None):
     """``array`` on ``device`` in ``dtype`` (either may be None: unchanged)."""
     if dtype is not None and array.dtype.kind != "f":
         dtype = None  # like PyTorch, .to(dtype) casts only floating-point tensors
-    if device is not None and Device(device) != as_tensor(array).device:
+    if device is not None and Device(device) != _device_of(array):
         return as_tensor(array, dtype=dtype or array.dtype, device=device).data
     if dtype is not None and array.dtype != dtype:
         return array.astype(dtype)
@@ -493,7 +498,7 @@ class Module:
             )
         with no_grad():
             for target, array in converted:
-                if as_tensor(array).device == target.device:
+                if _device_of(array) == target.device:
                     new = array.astype(target.dtype, copy=False)
                 else:
                     new = as_tensor(array, dtype=target.dtype, device=target.device).data
