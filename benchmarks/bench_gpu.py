@@ -166,7 +166,7 @@ def bench_matmul(be, copy_gbps):
 
 
 def bench_conv(be, copy_gbps):
-    from pydl.backend import cpu_reference as ref
+    from pydl.backend.cpu import reference as ref
 
     layers = [(32, 64, 56, 64), (32, 128, 28, 128), (32, 256, 14, 256), (32, 512, 7, 512)]
     if QUICK:
@@ -224,7 +224,7 @@ def _bench_conv_layer(be, ref, n, c, hw, o):
 
 
 def bench_softmax(be, copy_gbps):
-    from pydl.backend import cpu_reference as ref
+    from pydl.backend.cpu import reference as ref
 
     shapes = [(8192, 4096), (4096, 8192), (1024, 32768), (65536, 128)]
     if QUICK:
@@ -300,7 +300,7 @@ def _bench_softmax_shape(be, ref, copy_gbps, rows, cols):
 
 
 def bench_pool(be, copy_gbps):
-    from pydl.backend import cpu_reference as ref
+    from pydl.backend.cpu import reference as ref
 
     shapes = [(64, 64, 112, 112), (32, 256, 28, 28)] if not QUICK else [(16, 64, 56, 56)]
     if SMOKE:
@@ -374,7 +374,7 @@ def bench_optim(be, copy_gbps):
     label = f"{count / 1e6:.1f}M params, {len(sizes)} tensors"
     kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, step=1,
               amsgrad=False, decoupled_weight_decay=True, maximize=False)
-    from pydl.backend import cpu_reference as ref
+    from pydl.backend.cpu import reference as ref
 
     few = [[a[:4096].copy() for a in lst[:6]] for lst in (params, grads, m, v)]
     host = [[a.get() for a in lst] for lst in few]
@@ -477,13 +477,13 @@ def environment():
     def ver(v):
         return f"{v // 1000}.{v % 1000 // 10}"
 
-    from pydl.backend import cuda_kernels
+    from pydl.backend import cuda as cuda_backend
 
     info = machine_info(
         gpu=name, sms=props["multiProcessorCount"],
         driver=ver(cupy.cuda.runtime.driverGetVersion()),
         cuda_runtime=ver(cupy.cuda.runtime.runtimeGetVersion()), cupy=cupy.__version__,
-        nvrtc=".".join(map(str, cuda_kernels.nvrtc_version())),
+        nvrtc=".".join(map(str, cuda_backend.nvrtc_version())),
     )
     if torch is not None:
         info["torch"] = torch.__version__

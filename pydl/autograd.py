@@ -234,7 +234,7 @@ class Function:
             if data_type is None:
                 data_type = type(t.data)
             elif type(t.data) is not data_type or data_type is not np.ndarray:
-                _check_same_device(cls, tensors)
+                same_device(cls.__name__, *tensors)
         record = record and getattr(_state, "grad_enabled", True)
         ctx = Context()
         ctx._fn = cls
@@ -271,13 +271,18 @@ class Function:
         return tuple(results) if multiple else results[0]
 
 
-def _check_same_device(fn, tensors):
+def same_device(op: str, *tensors) -> None:
+    """Raise RuntimeError naming ``op`` and two devices unless all ``tensors`` share one.
+
+    The one device check of pydl: ``Function.apply`` runs it for every op whose inputs are
+    not all NumPy arrays, and ops that take tensors outside ``apply`` call it themselves.
+    """
     dev = tensors[0].device
     for t in tensors[1:]:
         if t.device != dev:
             raise RuntimeError(
-                f"{fn.__name__}: expected all tensors on the same device, got {dev} and "
-                f"{t.device}; move one with .to(device)"
+                f"{op}: expected all tensors on the same device, got {dev} and {t.device}; "
+                "move one with .to(device)"
             )
 
 

@@ -11,14 +11,14 @@ import numbers
 
 import numpy as np
 
-from .backend import as_device, get_backend
+from .backend import as_device, backend_of, get_backend
 from .tensor import Tensor, as_dtype, float32, int64
 
 __all__ = [
     "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
     "linspace", "eye", "rand", "randn", "randint", "zeros_like", "ones_like", "full_like",
     "empty_like", "rand_like", "randn_like", "randint_like", "manual_seed", "get_rng_state",
-    "set_rng_state",
+    "set_rng_state", "get_array_module",
 ]
 
 
@@ -249,3 +249,14 @@ def randn_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def randint_like(t, low, high=None, dtype=None, device=None) -> Tensor:
     return randint(low, high, t.shape, dtype=dtype or t.dtype, device=device or t.device)
+
+
+def get_array_module(x):
+    """The array module (``numpy`` or ``cupy``) of a tensor's data or of an array.
+
+    For code that works on raw arrays device-independently, as ``cupy.get_array_module``:
+
+    >>> xp = pydl.get_array_module(t)
+    >>> mask = xp.triu(xp.ones((3, 3), dtype=bool), 1)
+    """
+    return backend_of(x.data if isinstance(x, Tensor) else x).xp

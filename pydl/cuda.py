@@ -17,9 +17,8 @@ import sys
 import types
 
 from .backend import cuda as _backend
-from .backend import cuda_kernels as _kernels
-from .backend.cuda_graph import CUDAGraph, GraphedStep, GraphError, graph
-from .backend.cuda_kernels import CompileError
+from .backend.cuda.graph import CUDAGraph, GraphedStep, GraphError, graph
+from .backend.cuda.runtime import CompileError
 
 __all__ = [
     "is_available", "device_count", "synchronize", "get_device_name", "set_matmul_backend",
@@ -82,10 +81,10 @@ def compile_all(arch: str = "sm_90", files=None, options=()) -> list[dict]:
     ``log`` holds NVRTC warnings. Raises ``CompileError`` (with the log) on an error, and
     RuntimeError naming the packages to install when NVRTC is missing.
 
-    >>> [r["log"] for r in pydl.cuda.compile_all("sm_80")]
-    ['', '', '', '', '']
+    >>> {r["log"] for r in pydl.cuda.compile_all("sm_80")}
+    {''}
     """
-    return [_kernels.compile_file(f, arch, options=options) for f in files or _kernels.KERNEL_FILES]
+    return [_backend.compile_file(f, arch, options=options) for f in files or _backend.KERNEL_FILES]
 
 
 class _CudaModule(types.ModuleType):

@@ -664,3 +664,32 @@ class Tensor:
 
 
 autograd._Tensor = Tensor  # Function.apply checks isinstance without importing (cycle)
+
+#: Tensor methods that are the pydl function of the same name with the tensor first:
+#: ``x.exp()`` is ``pydl.exp(x)``, ``x.sum(dim=1)`` is ``pydl.sum(x, dim=1)``. The functions
+#: live in pydl/functions/<family>.py (they import this module), so pydl/functions/__init__.py
+#: sets these attributes on Tensor once they exist; methods defined in the class above win.
+FUNCTION_METHODS = (
+    # arith.py
+    "add", "sub", "mul", "div", "neg", "pow",
+    # indexing.py
+    "gather", "scatter", "scatter_add", "index_select", "take_along_dim", "masked_fill",
+    "masked_fill_", "masked_select", "index_put", "index_put_",
+    # matmul.py
+    "matmul", "mm", "bmm", "dot", "outer", "inner",
+    # reduce.py
+    "sum", "mean", "max", "min", "amax", "amin", "var", "std", "logsumexp", "argmax",
+    "argmin", "prod", "all", "any", "cumsum", "norm",
+    # shape.py
+    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "transpose",
+    "swapaxes", "swapdims", "t", "permute", "movedim", "moveaxis", "squeeze", "unsqueeze",
+    "expand", "expand_as", "broadcast_to", "split", "chunk", "unbind", "narrow", "flip",
+    "repeat", "tile",
+    # softmax.py
+    "softmax", "log_softmax",
+    # unary.py
+    "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin",
+    "cos", "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum", "lt",
+    "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or", "logical_xor",
+    "isnan", "isinf", "isfinite",
+)

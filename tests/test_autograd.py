@@ -535,3 +535,26 @@ def test_copy_from_a_shape_that_does_not_broadcast_names_copy_():
             x.copy_(bad)
     x.copy_(pydl.ones(1, 3))
     np.testing.assert_array_equal(x.numpy(), np.ones((2, 3)))
+
+
+def test_same_device_names_the_op_and_both_devices():
+    from types import SimpleNamespace
+
+    from pydl.autograd import same_device
+
+    cpu = SimpleNamespace(device=pydl.Device("cpu"))
+    gpu = SimpleNamespace(device=pydl.Device("cuda:1"))
+    same_device("add", cpu, cpu)
+    with pytest.raises(RuntimeError, match=r"index_put: .* cpu and cuda:1"):
+        same_device("index_put", cpu, cpu, gpu)
+
+
+def test_function_methods_declared_in_tensor_py_are_bound():
+    from pydl import functions
+    from pydl.tensor import FUNCTION_METHODS, Tensor
+
+    assert len(set(FUNCTION_METHODS)) == len(FUNCTION_METHODS)
+    for name in FUNCTION_METHODS:
+        assert getattr(Tensor, name) is getattr(functions, name), name
+    x = pydl.tensor([[1.0, -2.0]])
+    assert_close(x.abs().sum(dim=1), pydl.tensor([3.0]))

@@ -8,7 +8,7 @@ are checked against torch in float64 and float32 at odd sizes (1, primes, 0). Th
 import numpy as np
 import pytest
 
-from pydl.backend import base, cpu
+from pydl.backend import cpu, protocol
 
 ref = cpu.reference
 ext = cpu.extension
@@ -77,7 +77,8 @@ def conv_inputs(case, dtype):
 
 def conv_out_shape(x, w, stride, padding, dilation):
     return (x.shape[0], w.shape[0]) + tuple(
-        base.conv_output_size(x.shape[2 + a], w.shape[2 + a], stride[a], padding[a], dilation[a])
+        protocol.conv_output_size(x.shape[2 + a], w.shape[2 + a], stride[a], padding[a],
+                                  dilation[a])
         for a in (0, 1)
     )
 

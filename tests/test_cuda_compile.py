@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from pydl.backend import cuda_kernels as ck
+from pydl.backend import cuda as ck
 
 ARCHS = ("sm_80", "sm_90")
 

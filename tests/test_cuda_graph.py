@@ -1,4 +1,4 @@
-"""CUDA graphs (``pydl.cuda.CUDAGraph``, ``graph``, ``GraphedStep``; pydl/backend/cuda_graph.py).
+"""CUDA graphs (``pydl.cuda.CUDAGraph``, ``graph``, ``GraphedStep``; pydl/backend/cuda/graph.py).
 
 The tests marked ``gpu`` are the real checks: a recorded training step replayed on new
 batches ends with the parameters that eager steps give. They have not yet run (written on
@@ -15,7 +15,7 @@ import pytest
 
 import pydl
 from pydl import nn, optim
-from pydl.backend import cuda_graph
+from pydl.backend.cuda import graph as cuda_graph
 from pydl.nn import functional as F
 
 

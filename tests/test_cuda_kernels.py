@@ -1,4 +1,4 @@
-"""Every CUDA kernel against the NumPy reference (``pydl.backend.cpu_reference``).
+"""Every CUDA kernel against the NumPy reference (``pydl.backend.cpu.reference``).
 
 Runs on a GPU (tests marked ``gpu``, skipped without one) and, with ``PYDL_CUDA_EMULATE=1``
 and a C++ compiler, on the CPU: ``tests/cuda_emu.h`` runs the same kernels as C++ with CUDA
@@ -28,8 +28,9 @@ import _cuda_emu
 import numpy as np
 import pytest
 
-from pydl.backend import cpu_reference as ref
 from pydl.backend import cuda as backend
+from pydl.backend.cpu import reference as ref
+from pydl.backend.cuda import graph, runtime
 
 if os.environ.get("PYDL_CUDA_NO_POOL") == "1":  # for compute-sanitizer: no pooled slack
     try:
@@ -52,7 +53,7 @@ def dev(request, monkeypatch):
 @pytest.fixture(params=["large", "split"])
 def plan(request, monkeypatch, dev):
     sms = 1 if request.param == "large" else 4096
-    monkeypatch.setattr(backend, "_sm_count", lambda: sms)
+    monkeypatch.setattr(runtime, "sm_count", lambda: sms)
     return request.param
 
 
@@ -406,7 +407,7 @@ def test_optimizer_step(dev, dtype, which):
 @pytest.mark.parametrize("dtype", [F32, F64], ids=str)
 @pytest.mark.parametrize("which", list(OPTIMIZERS))
 def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
-    """The scalars read from a device array, as in a CUDA graph replay (backend/cuda_graph.py).
+    """The scalars read from a device array, as in a CUDA graph replay (backend/cuda/graph.py).
 
     The slot is filled with this step's scalars (what a replay's refresh writes) while the
     kernel's scalar arguments are NaN: the update is right only if the kernel reads the slot.
@@ -415,16 +416,16 @@ def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
         assert len(key) >= 1
         return dev.put(np.asarray(values, slot_dtype))
 
-    launch = backend._launch
+    launch = runtime.launch
 
     def nan_scalars(filename, name_expr, grid, block, args):
         if filename == "optim.cu":  # (ptrs, chunks, ntensors, nchunks, dyn, *scalars, flags)
             args = args[:5] + tuple(type(v)(np.nan) for v in args[5:-1]) + args[-1:]
         launch(filename, name_expr, grid, block, args)
 
-    monkeypatch.setattr(backend.cuda_graph, "active", lambda: True)
-    monkeypatch.setattr(backend.cuda_graph, "scalar_slot", slot)
-    monkeypatch.setattr(backend, "_launch", nan_scalars)
+    monkeypatch.setattr(graph, "active", lambda: True)
+    monkeypatch.setattr(graph, "scalar_slot", slot)
+    monkeypatch.setattr(runtime, "launch", nan_scalars)
     _check_optimizer_steps(dev, dtype, which)
 
 

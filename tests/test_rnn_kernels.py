@@ -3,7 +3,7 @@
 The NumPy references are checked against PyTorch's autograd (float64), the C++ versions
 against the references at odd sizes (batch 1, primes) in float32 and float64, including the
 in-place activations, the optional output arrays and the fallbacks for arrays _C cannot take.
-The CUDA versions (CuPy ElementwiseKernels) the same way, on a GPU and, with
+The CUDA versions (csrc/cuda/rnn.cu) the same way, on a GPU and, with
 ``PYDL_CUDA_EMULATE=1``, on the CPU through the host emulation of ``tests/_cuda_emu.py``.
 """
 
@@ -11,7 +11,7 @@ import _cuda_emu
 import numpy as np
 import pytest
 
-from pydl.backend import base, cpu
+from pydl.backend import cpu, protocol
 from pydl.backend import cuda as backend
 
 ref = cpu.reference
@@ -51,9 +51,9 @@ def test_every_backend_exports_the_cell_kernels(backend):
     import importlib
 
     module = importlib.import_module(f"pydl.backend.{backend}")
-    names = [k for k in base.KERNELS if "_cell_" in k]
+    names = [k for k in protocol.KERNELS if "_cell_" in k]
     assert len(names) == 4
-    assert not [k for k in names if k in base.missing_kernels(module)]
+    assert not [k for k in names if k in protocol.missing_kernels(module)]
 
 
 # -- references against torch --------------------------------------------------------------
@@ -187,9 +187,9 @@ def test_cell_kernels_fall_back_for_arrays_c_cannot_take():
     assert all(a.shape == (0, 3) for a in ext.gru_cell_forward(xg, hg, h_prev))
 
 
-# -- CUDA (CuPy ElementwiseKernels) against the references ---------------------------------
-# On a GPU, and with PYDL_CUDA_EMULATE=1 on the CPU: tests/_cuda_emu.py compiles the kernels'
-# bodies with g++ behind a stand-in for cupy.ElementwiseKernel. What the backend allocates
+# -- CUDA (csrc/cuda/rnn.cu) against the references -----------------------------------------
+# On a GPU, and with PYDL_CUDA_EMULATE=1 on the CPU: tests/_cuda_emu.py compiles the kernels
+# with g++ (tests/test_cuda_compile.py compiles them with NVRTC). What the backend allocates
 # is NaN-poisoned, so an element no thread writes shows up.
 @pytest.fixture(params=_cuda_emu.KINDS)
 def cuda(request, monkeypatch):
@@ -281,14 +281,3 @@ def test_cell_kernels_cuda_reject_mixed_dtypes(cuda):
     gates, c_prev, _, _ = lstm_inputs(2, 3, np.float64)
     with pytest.raises(TypeError):
         backend.lstm_cell_forward(cuda.put(gates), cuda.put(c_prev.astype(np.float32)))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["lstm_cell_forward", "lstm_cell_backward",
-                                  "gru_cell_forward", "gru_cell_backward"])
-def test_cell_kernels_compile_with_cupy_and_nvrtc(name, dtype):
-    """The code CuPy generates for the kernel compiles (NVRTC; CuPy needed, no GPU)."""
-    ins, outs, body = backend._CELL_KERNELS[name]
-    log = _cuda_emu.cupy_compile_errors(ins, outs, body, "pydl_" + name,
-                                        backend._CELL_PREAMBLE, dtype)
-    assert log == "", log

@@ -207,4 +207,12 @@ void gelu_backward(const py::array& gy, const py::array& x, const py::array& cdf
   });
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_activation(py::module_& m) {
+  using namespace py::literals;
+  m.def("erf", &pydl::erf, "x"_a, "y"_a);
+  m.def("gelu_forward", &pydl::gelu_forward, "x"_a, "y"_a, "cdf"_a);
+  m.def("gelu_backward", &pydl::gelu_backward, "gy"_a, "x"_a, "cdf"_a, "gx"_a, "tanh_form"_a);
+}
+
 }  // namespace pydl

@@ -1,7 +1,7 @@
 // Helpers shared by the CPU kernels of pydl._C.
 //
 // - Argument checks: every kernel receives NumPy arrays that the Python wrapper
-//   (pydl/backend/cpu_ext.py) already made C-contiguous and allocated; the checks here
+//   (pydl/backend/cpu/ext.py) already made C-contiguous and allocated; the checks here
 //   only keep a wrong call from touching memory it does not own.
 // - Dtype dispatch: one templated kernel body, instantiated for float and double.
 // - parallel_blocks: splits a loop over the threads of the pool in parallel.cc.

@@ -6,7 +6,7 @@
 //   Rows are channel-major, so the rows of group g are the contiguous block
 //   [g * Cg * kH * kW, (g + 1) * Cg * kH * kW) and the convolution of the whole batch is one
 //   GEMM per group: y_g (Og, B * Ho * Wo) = w_g (Og, Cg * kH * kW) @ cols_g. The GEMM itself
-//   is NumPy's (OpenBLAS) matmul, called by pydl/backend/cpu_ext.py. Measured on one core of
+//   is NumPy's (OpenBLAS) matmul, called by pydl/backend/cpu/ext.py. Measured on one core of
 //   the 2-core AMD EPYC (AVX-512) dev machine for 64 x 576 x 8192 in float32: OpenBLAS
 //   105 GFLOP/s, a cache-blocked hand-written GEMM (4-row register blocking, vectorized by
 //   the compiler, AVX-512 clone) 41 GFLOP/s, so the GEMM stays with BLAS. The C++ side
@@ -115,6 +115,15 @@ void col2im(const py::array& cols, py::array& gx, std::vector<index_t> kernel,
       });
     });
   });
+}
+
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_conv2d(py::module_& m) {
+  using namespace py::literals;
+  m.def("im2col", &pydl::im2col, "x"_a, "cols"_a, "kernel"_a, "stride"_a, "padding"_a,
+        "dilation"_a);
+  m.def("col2im", &pydl::col2im, "cols"_a, "gx"_a, "kernel"_a, "stride"_a, "padding"_a,
+        "dilation"_a);
 }
 
 }  // namespace pydl

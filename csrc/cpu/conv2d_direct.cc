@@ -2,7 +2,7 @@
 // dilation and groups. For depthwise layers (one input channel per group, few outputs) the
 // GEMMs of the im2col path are too thin to pay for building the columns and these loops are
 // several times faster; from a few channels per group on, im2col + BLAS wins (measured in
-// benchmarks/bench_cpu.py), so pydl/backend/cpu_ext.py sends only depthwise layers here. (A
+// benchmarks/bench_cpu.py), so pydl/backend/cpu/ext.py sends only depthwise layers here. (A
 // direct backward-weight was slower than im2col + GEMM even for depthwise layers.)
 //
 // conv2d_direct_forward:       y[n, o] = sum_{c in group(o), i, j} w[o, c, i, j] * shifted x[n, c]
@@ -130,6 +130,15 @@ void conv2d_direct_backward_data(const py::array& gy, const py::array& w, py::ar
       });
     });
   });
+}
+
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_conv2d_direct(py::module_& m) {
+  using namespace py::literals;
+  m.def("conv2d_direct_forward", &pydl::conv2d_direct_forward, "x"_a, "w"_a, "y"_a,
+        "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
+  m.def("conv2d_direct_backward_data", &pydl::conv2d_direct_backward_data, "gy"_a, "w"_a,
+        "gx"_a, "stride"_a, "padding"_a, "dilation"_a, "groups"_a);
 }
 
 }  // namespace pydl

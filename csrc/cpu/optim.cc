@@ -1,7 +1,7 @@
 // Fused, multi-tensor optimizer steps, in place: SGD (momentum, dampening, Nesterov),
 // Adam / AdamW (AMSGrad), RMSprop (centered, momentum) and Adagrad (lr decay), each with
 // weight decay and maximize, following torch.optim's single-tensor code line by line (see
-// the NumPy reference in pydl/backend/cpu_reference.py).
+// the NumPy reference in pydl/backend/cpu/reference.py).
 //
 // One call updates a whole list of parameters: every tensor is cut into chunks of 16K
 // elements, and the threads (parallel_blocks) share the combined list of chunks, so a model
@@ -332,6 +332,22 @@ bool adagrad_step(const py::sequence& params, const py::sequence& grads,
     });
     return true;
   });
+}
+
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_optim(py::module_& m) {
+  using namespace py::literals;
+  m.def("sgd_step", &pydl::sgd_step, "params"_a, "grads"_a, "momentum_bufs"_a, "lr"_a,
+        "momentum"_a, "dampening"_a, "weight_decay"_a, "nesterov"_a, "maximize"_a,
+        "first_step"_a);
+  m.def("adam_step", &pydl::adam_step, "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a,
+        "max_exp_avg_sqs"_a, "lr"_a, "beta1"_a, "beta2"_a, "eps"_a, "weight_decay"_a, "step"_a,
+        "amsgrad"_a, "decoupled_weight_decay"_a, "maximize"_a);
+  m.def("rmsprop_step", &pydl::rmsprop_step, "params"_a, "grads"_a, "square_avgs"_a,
+        "momentum_bufs"_a, "grad_avgs"_a, "lr"_a, "alpha"_a, "eps"_a, "weight_decay"_a,
+        "momentum"_a, "centered"_a, "maximize"_a);
+  m.def("adagrad_step", &pydl::adagrad_step, "params"_a, "grads"_a, "state_sums"_a, "lr"_a,
+        "lr_decay"_a, "weight_decay"_a, "eps"_a, "step"_a, "maximize"_a);
 }
 
 }  // namespace pydl

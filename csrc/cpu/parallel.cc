@@ -163,4 +163,13 @@ void set_num_threads(int threads) {
   pool = nullptr;
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_parallel(py::module_& m) {
+  using namespace py::literals;
+  m.def("build_info", &pydl::build_info, "How the extension was compiled, and its threads.");
+  m.def("num_threads", &pydl::num_threads, "The number of threads the kernels use.");
+  m.def("set_num_threads", &pydl::set_num_threads, "threads"_a,
+        "Use this many threads (0: the default, OMP_NUM_THREADS or the CPUs available).");
+}
+
 }  // namespace pydl

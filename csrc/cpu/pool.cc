@@ -251,4 +251,16 @@ void avg_pool2d_backward(const py::array& gy, py::array& gx, std::vector<index_t
   });
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_pool(py::module_& m) {
+  using namespace py::literals;
+  m.def("max_pool2d_forward", &pydl::max_pool2d_forward, "x"_a, "y"_a, "argmax"_a, "kernel"_a,
+        "stride"_a, "padding"_a);
+  m.def("max_pool2d_backward", &pydl::max_pool2d_backward, "gy"_a, "argmax"_a, "gx"_a);
+  m.def("avg_pool2d_forward", &pydl::avg_pool2d_forward, "x"_a, "y"_a, "kernel"_a, "stride"_a,
+        "padding"_a, "count_include_pad"_a);
+  m.def("avg_pool2d_backward", &pydl::avg_pool2d_backward, "gy"_a, "gx"_a, "kernel"_a,
+        "stride"_a, "padding"_a, "count_include_pad"_a);
+}
+
 }  // namespace pydl

@@ -1,5 +1,5 @@
 // The pointwise part of one LSTM / GRU time step, after the matmuls (pydl/backend/base.py,
-// "Recurrent cells"; the NumPy references are in pydl/backend/cpu_reference.py).
+// "Recurrent cells"; the NumPy references are in pydl/backend/cpu/reference.py).
 //
 // lstm_cell_forward:  gates (N, 4H) = i, f, g, o pre-activations -> in place sigmoid(i),
 //                     sigmoid(f), tanh(g), sigmoid(o); c = f c_prev + i g, tanh_c = tanh(c),
@@ -230,6 +230,18 @@ void gru_cell_backward(const py::array& dh, const py::array& rzh, const py::arra
       gru_backward_rows(dhp, g, np_, hp, dx, dhh, dho, r0, r1, H);
     });
   });
+}
+
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_rnn(py::module_& m) {
+  using namespace py::literals;
+  m.def("lstm_cell_forward", &pydl::lstm_cell_forward, "gates"_a, "c_prev"_a, "h"_a, "c"_a,
+        "tanh_c"_a);
+  m.def("lstm_cell_backward", &pydl::lstm_cell_backward, "dh"_a, "dc"_a, "acts"_a, "tanh_c"_a,
+        "c_prev"_a, "dgates"_a, "dc_prev"_a);
+  m.def("gru_cell_forward", &pydl::gru_cell_forward, "xg"_a, "hg"_a, "h_prev"_a, "h"_a, "n"_a);
+  m.def("gru_cell_backward", &pydl::gru_cell_backward, "dh"_a, "rzh"_a, "n"_a, "h_prev"_a,
+        "dxg"_a, "dhg"_a, "dh_prev"_a);
 }
 
 }  // namespace pydl

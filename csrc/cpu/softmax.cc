@@ -421,4 +421,17 @@ index_t cross_entropy_backward(const py::array& grad_loss, const py::array& logi
   });
 }
 
+// The Python bindings of this file's kernels (called by module.cc).
+void bind_softmax(py::module_& m) {
+  using namespace py::literals;
+  m.def("softmax_forward", &pydl::softmax_forward, "x"_a, "y"_a);
+  m.def("softmax_backward", &pydl::softmax_backward, "gy"_a, "y"_a, "gx"_a);
+  m.def("log_softmax_forward", &pydl::log_softmax_forward, "x"_a, "y"_a);
+  m.def("log_softmax_backward", &pydl::log_softmax_backward, "gy"_a, "y"_a, "gx"_a);
+  m.def("cross_entropy_forward", &pydl::cross_entropy_forward, "logits"_a, "target"_a,
+        "weight"_a, "ignore_index"_a, "label_smoothing"_a, "loss"_a, "lse"_a);
+  m.def("cross_entropy_backward", &pydl::cross_entropy_backward, "grad_loss"_a, "logits"_a,
+        "lse"_a, "target"_a, "weight"_a, "ignore_index"_a, "label_smoothing"_a, "glogits"_a);
+}
+
 }  // namespace pydl

@@ -1,6 +1,6 @@
 // common.cuh - helpers shared by every pydl CUDA kernel file.
 //
-// The loader (pydl/backend/cuda.py) pastes this file in place of `#include "common.cuh"`
+// The loader (pydl/backend/cuda/runtime.py) pastes this file in place of `#include "common.cuh"`
 // before handing the source to NVRTC, so the source text (and with it CuPy's on-disk cache
 // key) changes whenever a helper changes. No system headers: NVRTC needs none of them here.
 //
@@ -24,6 +24,10 @@ __device__ __forceinline__ float d_log(float x) { return logf(x); }
 __device__ __forceinline__ double d_log(double x) { return log(x); }
 __device__ __forceinline__ float d_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double d_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float d_erf(float x) { return erff(x); }
+__device__ __forceinline__ double d_erf(double x) { return erf(x); }
+__device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double d_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float d_fma(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ __forceinline__ double d_fma(double a, double b, double c) { return fma(a, b, c); }
 
@@ -41,6 +45,10 @@ template <> __device__ __forceinline__ double neg_inf<double>() {
 __device__ __forceinline__ int imin(int a, int b) { return a < b ? a : b; }
 __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ i64 lmin(i64 a, i64 b) { return a < b ? a : b; }
+
+// A 1-D grid-stride loop: i runs over [0, n) across every thread of the grid.
+#define PYDL_GRID_STRIDE(i, n) \
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // --------------------------------------------------------------------------- reductions
 struct SumOp {

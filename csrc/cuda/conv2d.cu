@@ -48,13 +48,9 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
 
     const int P = out_H * out_W;
     const int ncols = batch * P;
-    const int tiles_m = (M + BM - 1) / BM, tiles_n = (ncols + BN - 1) / BN;
-    int pm, pn;
-    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
-    const int m0 = pm * BM, n0 = pn * BN;
-    const int group = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int k_begin = split * k_chunk;
-    const int k_end = imin(K, k_begin + k_chunk);
+    const BlockTile tile = block_tile<BM, BN>(M, ncols, K, splits, k_chunk);
+    const int m0 = tile.m0, n0 = tile.n0, group = tile.z, split = tile.split;
+    const int k_begin = tile.k_begin, k_end = tile.k_end;
     A += (i64)group * M * K;
     out += (i64)split * batch * out_C * P;
 
@@ -106,25 +102,11 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
 
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     T acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    zero_tile(acc);
 
-    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
-    if (ntiles > 0) {
-        load(k_begin);
-        store(0);
-        __syncthreads();
-        for (int t = 0; t < ntiles; ++t) {
-            const int cur = t & 1;
-            const bool more = t + 1 < ntiles;
-            if (more) load(k_begin + (t + 1) * BK);
-            fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
-            if (more) store(cur ^ 1);
-            __syncthreads();
-        }
-    }
+    gemm_pipeline<BK>(k_begin, k_end, load, store, [&](int cur) {
+        fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
+    });
 
     // Epilogue: out[n, group*M + m, p] for the thread's TN columns (n, p).
     i64 cbase[TN];
@@ -183,13 +165,9 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
     const int M = Og, N = Cg * kH * kW, KK = kH * kW;
     const int HoWo = Ho * Wo, HW = H * W;
     const int K = batch * HoWo;
-    const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-    int pm, pn;
-    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
-    const int m0 = pm * BM, n0 = pn * BN;
-    const int group = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int k_begin = split * k_chunk;
-    const int k_end = imin(K, k_begin + k_chunk);
+    const BlockTile tile = block_tile<BM, BN>(M, N, K, splits, k_chunk);
+    const int m0 = tile.m0, n0 = tile.n0, group = tile.z, split = tile.split;
+    const int k_begin = tile.k_begin, k_end = tile.k_end;
     gw += (i64)split * O * N;
 
     // Rows this thread loads: output channels (A) and (c, kh, kw) triples (B).
@@ -252,28 +230,16 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
 
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     T acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    zero_tile(acc);
 
-    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
-    if (ntiles > 0) {
+    // the loads carry their k position themselves: every step after the first advances it
+    auto load_step = [&](int k0) {
+        if (k0 != k_begin) advance();
         load();
-        store(0);
-        __syncthreads();
-        for (int t = 0; t < ntiles; ++t) {
-            const int cur = t & 1;
-            const bool more = t + 1 < ntiles;
-            if (more) {
-                advance();
-                load();
-            }
-            fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
-            if (more) store(cur ^ 1);
-            __syncthreads();
-        }
-    }
+    };
+    gemm_pipeline<BK>(k_begin, k_end, load_step, store, [&](int cur) {
+        fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
+    });
 
 #pragma unroll
     for (int i = 0; i < TM; ++i) {

@@ -1,4 +1,6 @@
-// gemm_tile.cuh - the block-tile machinery shared by matmul.cu and conv2d.cu.
+// gemm_tile.cuh - the block-tile machinery shared by matmul.cu and conv2d.cu: which tile and
+// k range a block owns (block_tile), the double-buffered main loop (gemm_pipeline), tile
+// loads, and the FMA core.
 //
 // A block computes a BM x BN tile of C = A (M x K) * B (K x N), walking K in steps of BK.
 // Shared memory holds each step's tiles k-major: As[k][m] and Bs[k][n], rows padded by one
@@ -114,6 +116,57 @@ __device__ __forceinline__ void swizzle_tile(int pid, int tiles_m, int tiles_n, 
     const int r = pid % per_group;
     pm = first_m + r % size_m;
     pn = r / size_m;
+}
+
+// The tile and k range of this block: tile (m0, n0) of an M x N output (swizzled), and
+// blockIdx.z = z * splits + split, where z is the batch (matmul) or group (conv2d) and split
+// s covers k in [s * k_chunk, min(K, (s + 1) * k_chunk)).
+struct BlockTile {
+    int m0, n0, z, split, k_begin, k_end;
+};
+
+template <int BM, int BN>
+__device__ __forceinline__ BlockTile block_tile(int M, int N, int K, int splits, int k_chunk) {
+    int pm, pn;
+    swizzle_tile(blockIdx.x, (M + BM - 1) / BM, (N + BN - 1) / BN, pm, pn);
+    BlockTile b;
+    b.m0 = pm * BM;
+    b.n0 = pn * BN;
+    b.z = blockIdx.z / splits;
+    b.split = blockIdx.z % splits;
+    b.k_begin = b.split * k_chunk;
+    b.k_end = imin(K, b.k_begin + k_chunk);
+    return b;
+}
+
+template <typename T, int TM, int TN> __device__ __forceinline__ void zero_tile(T (&acc)[TM][TN]) {
+#pragma unroll
+    for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+}
+
+// The main loop over [k_begin, k_end) in steps of BK, double-buffered: load(k0) fetches the
+// step starting at k0 into registers, store(buf) writes them into shared buffer buf and
+// compute(buf) multiplies buffer buf. While the block computes one buffer, the next step's
+// global loads are in flight; one __syncthreads per step. The k range is the block's, so
+// every thread takes the same path.
+template <int BK, class Load, class Store, class Compute>
+__device__ __forceinline__ void gemm_pipeline(int k_begin, int k_end, Load&& load, Store&& store,
+                                              Compute&& compute) {
+    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
+    if (ntiles == 0) return;
+    load(k_begin);
+    store(0);
+    __syncthreads();
+    for (int t = 0; t < ntiles; ++t) {
+        const int cur = t & 1;
+        const bool more = t + 1 < ntiles;
+        if (more) load(k_begin + (t + 1) * BK);
+        compute(cur);
+        if (more) store(cur ^ 1);
+        __syncthreads();
+    }
 }
 
 }  // namespace pydl

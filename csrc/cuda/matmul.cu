@@ -16,7 +16,7 @@
 // matmul_kernel<T, BM, BN, BK, TM, TN, TA, TB, VEC>: CUDA-core FMA, T = float or double.
 //   float: 128x128x8 with 8x8 outputs per thread (256 threads) for large problems,
 //   64x64x16 with 4x4 per thread (256 threads) otherwise; double: 64x64x16, 4x4. The
-//   caller picks (pydl/backend/cuda.py `_pick_config`).
+//   caller picks (pydl/backend/cuda/gemm.py `pick_config`).
 //   VEC: 16-byte global loads and stores (float4 / double2); requires lda, ldb, sA, sB,
 //   the contiguous extent of each operand and N to be multiples of the vector width and
 //   the A, B pointers to be 16-byte aligned (checked by the caller), else VEC = false.
@@ -28,6 +28,40 @@
 
 namespace pydl {
 
+// The block's tile of C and its two operand tiles per BK step: op(A)[m0 : m0 + BM, k : k + BK]
+// (stored as rows of k when TA, else rows of m) and op(B)[k : k + BK, n0 : n0 + BN], loaded
+// into registers and stored into shared memory k-major (As[k][m], Bs[k][n]) through CVT.
+// Both matmul kernels use it; batch z of blockIdx.z reads A + z * sA and B + z * sB.
+template <typename T, int BM, int BN, int BK, int NT, bool TA, bool TB, bool VEC>
+struct MatmulTiles {
+    TileLoader<T, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
+    TileLoader<T, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
+    BlockTile tile;
+    const T* A;
+    const T* B;
+    i64 lda, ldb;
+    int M, N;
+
+    __device__ __forceinline__ MatmulTiles(const T* A_, const T* B_, i64 lda_, i64 ldb_, int M_,
+                                           int N_, int K, i64 sA, i64 sB, int splits, int k_chunk)
+        : tile(block_tile<BM, BN>(M_, N_, K, splits, k_chunk)), lda(lda_), ldb(ldb_), M(M_), N(N_) {
+        A = A_ + tile.z * sA;
+        B = B_ + tile.z * sB;
+    }
+
+    __device__ __forceinline__ void load(int k0) {
+        if (TA) la.load(A, lda, k0, tile.m0, tile.k_end, M);
+        else la.load(A, lda, tile.m0, k0, M, tile.k_end);
+        if (TB) lb.load(B, ldb, tile.n0, k0, N, tile.k_end);
+        else lb.load(B, ldb, k0, tile.n0, tile.k_end, N);
+    }
+
+    template <class CVT> __device__ __forceinline__ void store(T* as, int lds_a, T* bs, int lds_b) const {
+        la.template store<!TA, CVT>(as, lds_a);
+        lb.template store<TB, CVT>(bs, lds_b);
+    }
+};
+
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool TA, bool TB, bool VEC>
 __global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
 matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N,
@@ -38,52 +72,20 @@ matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ 
     __shared__ __align__(16) T As[2][BK * LDA];
     __shared__ __align__(16) T Bs[2][BK * LDB];
 
-    const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-    int pm, pn;
-    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
-    const int m0 = pm * BM, n0 = pn * BN;
-    const int batch = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int k_begin = split * k_chunk;
-    const int k_end = imin(K, k_begin + k_chunk);
-    A += batch * sA;
-    B += batch * sB;
+    MatmulTiles<T, BM, BN, BK, NT, TA, TB, VEC> ops(A, B, lda, ldb, M, N, K, sA, sB, splits,
+                                                    k_chunk);
+    const int m0 = ops.tile.m0, n0 = ops.tile.n0;
     C += blockIdx.z * sC;
-
-    // A tile = op(A)[m0 : m0 + BM, k : k + BK]; stored as rows of k (TA) or rows of m.
-    TileLoader<T, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
-    TileLoader<T, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
-    auto load = [&](int k0) {
-        if (TA) la.load(A, lda, k0, m0, k_end, M);
-        else la.load(A, lda, m0, k0, M, k_end);
-        if (TB) lb.load(B, ldb, n0, k0, N, k_end);
-        else lb.load(B, ldb, k0, n0, k_end, N);
-    };
-    auto store = [&](int buf) {
-        la.template store<!TA, NoCvt>(As[buf], LDA);
-        lb.template store<TB, NoCvt>(Bs[buf], LDB);
-    };
+    auto load = [&](int k0) { ops.load(k0); };
+    auto store = [&](int buf) { ops.template store<NoCvt>(As[buf], LDA, Bs[buf], LDB); };
 
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
     T acc[TM][TN];
-#pragma unroll
-    for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] = T(0);
+    zero_tile(acc);
 
-    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
-    if (ntiles > 0) {
-        load(k_begin);
-        store(0);
-        __syncthreads();
-        for (int t = 0; t < ntiles; ++t) {
-            const int cur = t & 1;
-            const bool more = t + 1 < ntiles;
-            if (more) load(k_begin + (t + 1) * BK);
-            fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
-            if (more) store(cur ^ 1);
-            __syncthreads();
-        }
-    }
+    gemm_pipeline<BK>(ops.tile.k_begin, ops.tile.k_end, load, store, [&](int cur) {
+        fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
+    });
 
     // Epilogue: 4 consecutive columns per group; with VEC, N is a multiple of the vector
     // width, so each vector is wholly inside or outside the matrix.
@@ -118,29 +120,12 @@ matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, flo
     __shared__ __align__(16) float As[2][BK * LDA];
     __shared__ __align__(16) float Bs[2][BK * LDB];
 
-    const int tiles_m = (M + BM - 1) / BM, tiles_n = (N + BN - 1) / BN;
-    int pm, pn;
-    swizzle_tile(blockIdx.x, tiles_m, tiles_n, pm, pn);
-    const int m0 = pm * BM, n0 = pn * BN;
-    const int batch = blockIdx.z / splits, split = blockIdx.z % splits;
-    const int k_begin = split * k_chunk;
-    const int k_end = imin(K, k_begin + k_chunk);
-    A += batch * sA;
-    B += batch * sB;
+    MatmulTiles<float, BM, BN, BK, NT, TA, TB, VEC> ops(A, B, lda, ldb, M, N, K, sA, sB, splits,
+                                                        k_chunk);
+    const int m0 = ops.tile.m0, n0 = ops.tile.n0;
     C += blockIdx.z * sC;
-
-    TileLoader<float, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
-    TileLoader<float, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
-    auto load = [&](int k0) {
-        if (TA) la.load(A, lda, k0, m0, k_end, M);
-        else la.load(A, lda, m0, k0, M, k_end);
-        if (TB) lb.load(B, ldb, n0, k0, N, k_end);
-        else lb.load(B, ldb, k0, n0, k_end, N);
-    };
-    auto store = [&](int buf) {
-        la.template store<!TA, Tf32Cvt>(As[buf], LDA);
-        lb.template store<TB, Tf32Cvt>(Bs[buf], LDB);
-    };
+    auto load = [&](int k0) { ops.load(k0); };
+    auto store = [&](int buf) { ops.template store<Tf32Cvt>(As[buf], LDA, Bs[buf], LDB); };
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp / (BN / WN)) * WM, wn = (warp % (BN / WN)) * WN;
@@ -153,43 +138,32 @@ matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, flo
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-    const int ntiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
-    if (ntiles > 0) {
-        load(k_begin);
-        store(0);
-        __syncthreads();
-        for (int t = 0; t < ntiles; ++t) {
-            const int cur = t & 1;
-            const bool more = t + 1 < ntiles;
-            if (more) load(k_begin + (t + 1) * BK);
-            const float* as = As[cur];
-            const float* bs = Bs[cur];
+    gemm_pipeline<BK>(ops.tile.k_begin, ops.tile.k_end, load, store, [&](int cur) {
+        const float* as = As[cur];
+        const float* bs = Bs[cur];
 #pragma unroll
-            for (int ks = 0; ks < BK; ks += 8) {
-                float a[MI][4], b[NI][2];
+        for (int ks = 0; ks < BK; ks += 8) {
+            float a[MI][4], b[NI][2];
 #pragma unroll
-                for (int i = 0; i < MI; ++i) {
-                    const int m = wm + i * 16 + g;
-                    a[i][0] = as[(ks + t4) * LDA + m];
-                    a[i][1] = as[(ks + t4) * LDA + m + 8];
-                    a[i][2] = as[(ks + t4 + 4) * LDA + m];
-                    a[i][3] = as[(ks + t4 + 4) * LDA + m + 8];
-                }
-#pragma unroll
-                for (int j = 0; j < NI; ++j) {
-                    const int n = wn + j * 8 + g;
-                    b[j][0] = bs[(ks + t4) * LDB + n];
-                    b[j][1] = bs[(ks + t4 + 4) * LDB + n];
-                }
-#pragma unroll
-                for (int i = 0; i < MI; ++i)
-#pragma unroll
-                    for (int j = 0; j < NI; ++j) mma_tf32_16x8x8(acc[i][j], a[i], b[j]);
+            for (int i = 0; i < MI; ++i) {
+                const int m = wm + i * 16 + g;
+                a[i][0] = as[(ks + t4) * LDA + m];
+                a[i][1] = as[(ks + t4) * LDA + m + 8];
+                a[i][2] = as[(ks + t4 + 4) * LDA + m];
+                a[i][3] = as[(ks + t4 + 4) * LDA + m + 8];
             }
-            if (more) store(cur ^ 1);
-            __syncthreads();
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                const int n = wn + j * 8 + g;
+                b[j][0] = bs[(ks + t4) * LDB + n];
+                b[j][1] = bs[(ks + t4 + 4) * LDB + n];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j) mma_tf32_16x8x8(acc[i][j], a[i], b[j]);
         }
-    }
+    });
 
     // d[r] sits at row g + 8 * (r / 2), column 2 * t4 + r % 2 of each 16x8 fragment.
 #pragma unroll

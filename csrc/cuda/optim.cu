@@ -1,6 +1,6 @@
 // optim.cu - fused, multi-tensor optimizer steps: sgd_step, adam_step (Adam / AdamW,
 // AMSGrad), rmsprop_step, adagrad_step. In place; PyTorch's single-tensor semantics, with the
-// operations in the order of pydl/backend/cpu_reference.py.
+// operations in the order of pydl/backend/cpu/reference.py.
 //
 // One launch updates every tensor of a parameter list. The caller builds two device tables:
 //   ptrs[l * ntensors + j]  address of tensor j of list l (params, grads, states...), 0 if absent
@@ -13,7 +13,7 @@
 // kernel arguments, or, when `dyn` is not null, from the device array dyn[0..k) in the order
 // of the scalar parameters: a CUDA graph replays a launch with its arguments frozen, so a
 // captured step reads the values that change per step (bias corrections, a scheduled lr)
-// from memory the host rewrites before each replay (pydl/backend/cuda_graph.py).
+// from memory the host rewrites before each replay (pydl/backend/cuda/graph.py).
 #include "common.cuh"
 
 namespace pydl {

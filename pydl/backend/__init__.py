@@ -4,7 +4,8 @@ A *device* names where a tensor's memory lives (``Device("cpu")`` or ``Device("c
 A *backend* is the module that holds the code for one kind of device: ``pydl.backend.cpu``
 (NumPy plus the optional C++ extension) or ``pydl.backend.cuda`` (CuPy plus our NVRTC-compiled
 kernels). Every backend exposes ``xp`` (its NumPy-compatible array module) and the kernels named
-in ``pydl.backend.base``. Functions ask for ``backend_of(array)`` and never branch on the device.
+in ``pydl.backend.protocol``. Functions ask for ``backend_of(array)`` and never branch on the
+device.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import importlib
 
 import numpy as np
 
-__all__ = ["Device", "as_device", "get_backend", "backend_of", "device_of", "CPU"]
+__all__ = ["Device", "as_device", "get_backend", "backend_of", "device_of", "CPU",
+           "register_optimizer_step_hook", "optimizer_step_hooks"]
 
 
 class Device:
@@ -113,3 +115,14 @@ def backend_of(array):
     if type(array).__module__.startswith("cupy"):
         return get_backend("cuda")
     return _BACKENDS.get("cpu") or get_backend("cpu")
+
+
+#: called with the optimizer at the start of every ``Optimizer.step``, before any update
+#: (the CUDA graph recorder registers one: pydl/backend/cuda/graph.py)
+optimizer_step_hooks: list = []
+
+
+def register_optimizer_step_hook(hook) -> None:
+    """Have ``hook(optimizer)`` called at the start of every optimizer step (once per hook)."""
+    if hook not in optimizer_step_hooks:
+        optimizer_step_hooks.append(hook)

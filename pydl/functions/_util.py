@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 
+from ..autograd import same_device
 from ..backend import backend_of
 from ..tensor import Tensor, dtype_name
 
@@ -59,12 +60,8 @@ def binary_operands(a, b, op: str):
             else:  # two integer/bool dtypes: the wider one
                 common = np.promote_types(da, db)
                 a, b = a.to(common), b.to(common)
-        if (type(a.data) is not np.ndarray or type(b.data) is not np.ndarray) and \
-                a.device != b.device:
-            raise RuntimeError(
-                f"{op}: expected both tensors on the same device, got {a.device} and "
-                f"{b.device}; move one with .to(device)"
-            )
+        if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+            same_device(op, a, b)
         return a, b
     t, other = (a, b) if ta else (b, a)
     other = _coerce_scalar(other, t, op)

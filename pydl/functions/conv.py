@@ -1,6 +1,6 @@
 """Convolutions, as in ``torch.nn.functional``: conv1d, conv2d, conv_transpose1d/2d.
 
-Every variant runs on the three convolution kernels of the protocol (``backend/base.py``).
+Every variant runs on the three convolution kernels of the protocol (``backend/protocol.py``).
 A transposed convolution is the adjoint of a convolution, so its forward is
 ``conv2d_backward_data``, its input gradient is ``conv2d_forward`` and its weight gradient is
 ``conv2d_backward_weight`` with the roles of input and output swapped. 1-D and unbatched
@@ -13,11 +13,10 @@ import numbers
 
 from ..autograd import Function
 from ..backend import backend_of
-from ..backend.base import conv_output_size
+from ..backend.protocol import conv_output_size
 from ..tensor import Tensor, dtype_name
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
-METHODS = ()
 
 
 # -- argument helpers shared with pool.py ----------------------------------------------------

@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, same_device
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
 from .views import share_if_view
@@ -24,10 +24,6 @@ __all__ = [
     "take_along_dim", "masked_fill", "masked_fill_", "masked_select", "one_hot",
 ]
 
-METHODS = (
-    "gather", "scatter", "scatter_add", "index_select", "take_along_dim", "masked_fill",
-    "masked_fill_", "masked_select", "index_put", "index_put_",
-)
 
 
 def _grad_past_put(g, key, accumulated):
@@ -296,11 +292,7 @@ def index_put(x, key, value, accumulate=False) -> Tensor:
         key = tuple(key)  # torch's index_put(indices=[t0, t1], ...)
     nkey, _ = _normalize_key(x, key, "index_put")
     if isinstance(value, Tensor):
-        if value.device != x.device:
-            raise RuntimeError(
-                f"index_put: value on {value.device} can't be written into a tensor on "
-                f"{x.device}"
-            )
+        same_device("index_put", x, value)
         if value.dtype != x.dtype:
             value = value.to(x.dtype)
     elif isinstance(value, (numbers.Number, np.bool_, np.number)):
@@ -319,11 +311,7 @@ def _write_inplace(x, key, value) -> Tensor:
     """
     nkey, _ = _normalize_key(x, key, "index_put")
     if isinstance(value, Tensor):
-        if value.device != x.device:
-            raise RuntimeError(
-                f"index_put: value on {value.device} can't be written into a tensor on "
-                f"{x.device}"
-            )
+        same_device("index_put", x, value)
         value = value.data
     elif not isinstance(value, (numbers.Number, np.bool_, np.number)):
         value = Tensor(value, dtype=x.dtype, device=x.device).data
@@ -355,8 +343,7 @@ def _check_index(x: Tensor, dim, index, op: str, src=None):
         raise TypeError(f"{op}: index must be a Tensor, got {type(index).__name__}")
     if index.dtype.kind not in "iu":
         raise TypeError(f"{op}: index must be an integer tensor, got {dtype_name(index.dtype)}")
-    if index.device != x.device:
-        raise RuntimeError(f"{op}: index on {index.device} but input on {x.device}")
+    same_device(op, x, index)
     nd = max(x.ndim, 1)
     d = int(dim)
     if not -nd <= d < nd:
@@ -484,8 +471,7 @@ def _scatter(x, dim, index, src, add, op):
     if x.ndim == 0:
         raise RuntimeError(f"{op}: 0-d input is not supported")
     if isinstance(src, Tensor):
-        if src.device != x.device:
-            raise RuntimeError(f"{op}: src on {src.device} but input on {x.device}")
+        same_device(op, x, src)
         if src.dtype != x.dtype:
             raise TypeError(
                 f"{op}: expected src of dtype {dtype_name(x.dtype)}, got {dtype_name(src.dtype)}"
@@ -535,8 +521,7 @@ def index_select(x, dim, index) -> Tensor:
         raise TypeError(
             f"index_select: index must be an integer tensor, got {dtype_name(index.dtype)}"
         )
-    if index.device != x.device:
-        raise RuntimeError(f"index_select: index on {index.device} but input on {x.device}")
+    same_device("index_select", x, index)
     if x.ndim == 0:
         d = int(dim)
         if d not in (0, -1):
@@ -589,8 +574,7 @@ def masked_fill(x, mask, value) -> Tensor:
         mask = Tensor(mask, device=x.device)
     if mask.dtype.kind != "b":
         raise TypeError(f"masked_fill: mask must be a bool tensor, got {dtype_name(mask.dtype)}")
-    if mask.device != x.device:
-        raise RuntimeError(f"masked_fill: mask on {mask.device} but input on {x.device}")
+    same_device("masked_fill", x, mask)
     try:
         np.broadcast_shapes(x.shape, mask.shape)
     except ValueError:
@@ -604,8 +588,7 @@ def masked_fill(x, mask, value) -> Tensor:
                 f"masked_fill: only supports a 0-dimensional value tensor, got shape "
                 f"{value.shape}"
             )
-        if value.device != x.device:
-            raise RuntimeError(f"masked_fill: value on {value.device} but input on {x.device}")
+        same_device("masked_fill", x, value)
         if value.dtype != x.dtype and x.dtype.kind == "f":
             value = value.to(x.dtype)
     elif isinstance(value, (np.bool_, np.number)):

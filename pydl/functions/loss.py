@@ -22,7 +22,6 @@ __all__ = [
     "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "kl_div",
 ]
-METHODS = ()
 
 _REDUCTIONS = ("mean", "sum", "none")
 

@@ -14,14 +14,13 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, same_device
 from ..backend import backend_of
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "inner", "vdot"]
 
-METHODS = ("matmul", "mm", "bmm", "dot", "outer", "inner")
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -40,11 +39,7 @@ def _operand(x, t: Tensor | None, op: str):
 def _check_operands(a, b, op: str):
     a = _operand(a, b if isinstance(b, Tensor) else None, op)
     b = _operand(b, a, op)
-    if a.device != b.device:
-        raise RuntimeError(
-            f"{op}: expected both tensors on the same device, got {a.device} and {b.device}; "
-            "move one with .to(device)"
-        )
+    same_device(op, a, b)
     for t in (a, b):
         if t.dtype not in _FLOATS:
             raise TypeError(
@@ -232,8 +227,3 @@ def outer(a, b) -> Tensor:
         raise RuntimeError(f"outer: expected 1-D tensors, got shapes {a.shape} and {b.shape}")
     return matmul(unsqueeze(a, 1), unsqueeze(b, 0))
 
-
-# ``from .matmul import *`` in functions/__init__.py rebinds the package attribute ``matmul``
-# from this module to the function above, so __init__'s ``getattr(matmul, "METHODS")`` reads
-# the function. Until __init__ keeps the module objects (see the report), let it find them there.
-matmul.METHODS = METHODS

@@ -23,7 +23,6 @@ __all__ = [
     "linear", "dropout", "dropout1d", "dropout2d", "dropout3d", "embedding", "layer_norm",
     "batch_norm", "group_norm", "instance_norm",
 ]
-METHODS = ()
 
 
 # -- linear ----------------------------------------------------------------------------------

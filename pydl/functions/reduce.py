@@ -34,10 +34,6 @@ __all__ = [
     "argmax", "argmin", "all", "any", "cumsum",
 ]
 
-METHODS = (
-    "sum", "mean", "max", "min", "amax", "amin", "var", "std", "logsumexp", "argmax", "argmin",
-    "prod", "all", "any", "cumsum", "norm",
-)
 
 _max_result = collections.namedtuple("max", ["values", "indices"])
 _min_result = collections.namedtuple("min", ["values", "indices"])

@@ -17,7 +17,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, same_device
 from ..tensor import Tensor, dtype_name
 from ._util import sum_to_shape, xp_of
 from .views import share_if_view
@@ -29,12 +29,6 @@ __all__ = [
     "stack", "split", "chunk", "unbind", "narrow", "pad", "flip", "repeat", "tile",
 ]
 
-METHODS = (
-    "reshape", "view", "view_as", "reshape_as", "flatten", "unflatten", "transpose",
-    "swapaxes", "swapdims", "t", "permute", "movedim", "moveaxis", "squeeze", "unsqueeze",
-    "expand", "expand_as", "broadcast_to", "split", "chunk", "unbind", "narrow", "flip",
-    "repeat", "tile",
-)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -417,12 +411,8 @@ def _check_join(tensors, op: str) -> list:
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__} at position {i}")
     first = tensors[0]
+    same_device(op, *tensors)
     for i, t in enumerate(tensors[1:], 1):
-        if t.device != first.device:
-            raise RuntimeError(
-                f"{op}: expected all tensors on the same device, got {first.device} (position "
-                f"0) and {t.device} (position {i}); move one with .to(device)"
-            )
         if t.dtype != first.dtype:
             raise TypeError(
                 f"{op}: expected all tensors to have the same dtype, got "

@@ -17,7 +17,6 @@ from .conv import _check_float, _check_tensor
 from .loss import _check_reduction, _coerce_weight, _legacy_reduction, _scalar
 
 __all__ = ["softmax", "log_softmax", "softmin", "cross_entropy", "nll_loss"]
-METHODS = ("softmax", "log_softmax")
 
 
 class _Softmax(Function):

@@ -30,7 +30,7 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function
+from ..autograd import Function, same_device
 from ..backend import backend_of
 from ..tensor import Tensor
 from ._util import binary_operands, sum_to_shape, xp_of
@@ -44,13 +44,6 @@ __all__ = [
     "isnan", "isinf", "isfinite",
 ]
 
-METHODS = (
-    "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin", "cos",
-    "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum",
-    "lt", "le", "gt", "ge", "eq", "ne",
-    "logical_not", "logical_and", "logical_or", "logical_xor",
-    "isnan", "isinf", "isfinite",
-)
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
@@ -501,9 +494,8 @@ def _compare_operands(a, b, op):
             out.append(Tensor(v, device=like.device))
         else:
             raise TypeError(f"{op}: unsupported operand of type {type(v).__name__}")
-    if ta and tb and a.device != b.device:
-        raise RuntimeError(f"{op}: expected both tensors on the same device, got {a.device} and "
-                           f"{b.device}; move one with .to(device)")
+    if ta and tb:
+        same_device(op, a, b)
     return out
 
 

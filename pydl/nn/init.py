@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import backend_of
+from ..creation import get_array_module, rand, randn
 from ..tensor import Tensor
 
 __all__ = [
@@ -83,13 +83,13 @@ def _sample_dtype(tensor):
 
 
 def _uniform_array(tensor, a, b):
-    rng = backend_of(tensor.data).rng()
-    return rng.random(tensor.shape, dtype=_sample_dtype(tensor)) * (b - a) + a
+    draw = rand(*tensor.shape, dtype=_sample_dtype(tensor), device=tensor.device)
+    return draw.data * (b - a) + a
 
 
 def _normal_array(tensor, mean, std):
-    rng = backend_of(tensor.data).rng()
-    return rng.standard_normal(tensor.shape, dtype=_sample_dtype(tensor)) * std + mean
+    draw = randn(*tensor.shape, dtype=_sample_dtype(tensor), device=tensor.device)
+    return draw.data * std + mean
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
@@ -107,7 +107,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     """Fill with N(mean, std^2) samples restricted to [a, b] (redrawn until inside)."""
     if not a < b:
         raise ValueError(f"trunc_normal_: need a < b, got [{a}, {b}]")
-    xp = backend_of(tensor.data).xp
+    xp = get_array_module(tensor)
     out = _normal_array(tensor, mean, std)
     for _ in range(1000):
         bad = (out < a) | (out > b)
@@ -122,7 +122,7 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val``."""
-    xp = backend_of(tensor.data).xp
+    xp = get_array_module(tensor)
     return _write(tensor, xp.full(tensor.shape, val, dtype=tensor.dtype))
 
 
@@ -138,7 +138,7 @@ def eye_(tensor: Tensor) -> Tensor:
     """Fill a 2-D tensor with the identity (ones on the diagonal)."""
     if tensor.ndim != 2:
         raise ValueError(f"eye_ needs a 2-D tensor, got shape {tuple(tensor.shape)}")
-    xp = backend_of(tensor.data).xp
+    xp = get_array_module(tensor)
     return _write(tensor, xp.eye(*tensor.shape, dtype=tensor.dtype))
 
 
@@ -189,11 +189,10 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
         raise ValueError("orthogonal_ needs a tensor with at least 2 dimensions")
     if tensor.numel() == 0:
         return tensor
-    xp = backend_of(tensor.data).xp
+    xp = get_array_module(tensor)
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    rng = backend_of(tensor.data).rng()
-    flat = rng.standard_normal((rows, cols), dtype="float64")
+    flat = randn(rows, cols, dtype="float64", device=tensor.device).data
     if rows < cols:
         flat = flat.T
     q, r = xp.linalg.qr(flat)

@@ -24,8 +24,9 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from .. import Device
 from ..autograd import no_grad
-from ..backend import Device, as_device, backend_of, device_of, get_backend
+from ..creation import as_tensor, empty
 from ..tensor import Tensor, as_dtype, dtype_name
 from .parameter import Buffer, Parameter
 
@@ -60,14 +61,17 @@ def _addindent(text: str, spaces: int) -> str:
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
+def _device_of(array) -> Device:
+    """Where a raw (NumPy or CuPy) array lives (wrapped as is: no copy, no cast)."""
+    return as_tensor(array, dtype=array.dtype).device
+
+
 def _convert_array(array, device=None, dtype=None):
     """``array`` on ``device`` in ``dtype`` (either may be None: unchanged)."""
-    src = backend_of(array)
     if dtype is not None and array.dtype.kind != "f":
         dtype = None  # like PyTorch, .to(dtype) casts only floating-point tensors
-    if device is not None and as_device(device) != device_of(array):
-        host = src.to_numpy(array)
-        return get_backend(device).from_numpy(host, dtype=dtype or array.dtype, device=device)
+    if device is not None and Device(device) != _device_of(array):
+        return as_tensor(array, dtype=dtype or array.dtype, device=device).data
     if dtype is not None and array.dtype != dtype:
         return array.astype(dtype)
     return array
@@ -94,7 +98,7 @@ def _parse_to_args(args, kwargs):
             raise TypeError(
                 f"Module.to only accepts floating-point dtypes, got {dtype_name(dtype)}"
             )
-    return (as_device(device) if device is not None else None), dtype
+    return (Device(device) if device is not None else None), dtype
 
 
 class Module:
@@ -395,7 +399,7 @@ class Module:
         """
         device, dtype = _parse_to_args(args, dict(kwargs))
         if device is not None:
-            get_backend(device)  # a clear error now if the device is not available
+            empty(0, device=device)  # a clear error now if the device is not available
         return self._apply_to_tensors(lambda a: _convert_array(a, device, dtype))
 
     def _apply_to_tensors(self, convert) -> Module:
@@ -494,11 +498,10 @@ class Module:
             )
         with no_grad():
             for target, array in converted:
-                if device_of(array) == target.device:
+                if _device_of(array) == target.device:
                     new = array.astype(target.dtype, copy=False)
                 else:
-                    new = get_backend(target.device).from_numpy(
-                        _host(array), dtype=target.dtype, device=target.device)
+                    new = as_tensor(array, dtype=target.dtype, device=target.device).data
                 if assign:
                     target.data = new
                     target._version = [0]
@@ -616,10 +619,6 @@ def _shape_text(out) -> str:
     if isinstance(out, (tuple, list)):
         return ", ".join(_shape_text(o) for o in out)
     return type(out).__name__
-
-
-def _host(array):
-    return backend_of(array).to_numpy(array)
 
 
 def _as_host_or_device_array(value, name):

@@ -12,18 +12,19 @@ For each layer and direction the input projection ``x_t W_ih^T + b_ih`` does not
 the recurrence, so it is computed for *all* time steps with one matrix product over the
 whole ``(L, N, H_in)`` input (for LSTM and RNN ``b_hh`` is folded into it as well). Only the
 recurrent part ``h_{t-1} W_hh^T`` loops over time, inside one Function per layer and
-direction (``_LSTMSequence``, ``_GRUSequence``, ``_RNNSequence``): forward does one small
-matmul and the gate arithmetic per step on raw arrays and saves the activations; backward
-is backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per step) and
-then forms ``dW_hh`` with a single large ``(G, T*N) @ (T*N, H)`` product instead of T small
-ones. The autograd graph therefore has a handful of nodes per layer, not a dozen per time
-step, so Python overhead stays flat and a 1,000-step unroll backpropagates like any other.
+direction (``LSTMSequence``, ``GRUSequence``, ``RNNSequence`` in pydl/functions/rnn.py):
+forward does one small matmul and the gate arithmetic per step on raw arrays and saves the
+activations; backward is backpropagation through time in one loop (one ``dgates_t W_hh``
+matmul per step) and then forms ``dW_hh`` with a single large ``(G, T*N) @ (T*N, H)``
+product instead of T small ones. The autograd graph therefore has a handful of nodes per
+layer, not a dozen per time step, so Python overhead stays flat and a 1,000-step unroll
+backpropagates like any other.
 The gate arithmetic of a step is one backend kernel (``lstm_cell_forward`` / ``_backward``,
 ``gru_cell_forward`` / ``_backward``; one pass in C++ on the CPU): forward builds the gates in
 the saved activation buffer and the kernel turns them into activations in place, backward
 writes the gate gradients straight into the whole-sequence buffer. The cells
-(``LSTMCell``...) use the same kernels through one Function per step (``_LSTMPointwise``,
-``_GRUPointwise``) after the two matmuls.
+(``LSTMCell``...) use the same kernels through one Function per step (``LSTMPointwise``,
+``GRUPointwise``) after the two matmuls.
 """
 
 from __future__ import annotations
@@ -32,264 +33,14 @@ import math
 
 from .. import autograd
 from .. import functions as _ops
-from ..backend import backend_of
 from ..creation import rand, zeros
+from ..functions import rnn as _rnn
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module
 from .parameter import Parameter
 
 __all__ = ["RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell"]
-
-
-# -- fused Functions used by the layers ----------------------------------------------------
-class _Unbind(autograd.Function):
-    """Split a tensor into its slices along ``dim`` (views); backward stacks them once."""
-
-    @staticmethod
-    def forward(ctx, x, dim=0):
-        ctx.dim = dim
-        ctx.xp = backend_of(x).xp
-        index = [slice(None)] * x.ndim
-        out = []
-        for i in range(x.shape[dim]):
-            index[dim] = i
-            out.append(x[tuple(index)])
-        return tuple(out)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        return ctx.xp.stack(grads, axis=ctx.dim)
-
-
-def _unbind(x: Tensor, dim: int = 0):
-    return _Unbind.apply(x, dim=dim)  # forward returns a tuple, so apply does too
-
-
-class _LSTMPointwise(autograd.Function):
-    """One LSTM step after the matmuls: ``gates`` (N, 4H) in order i, f, g, o, and c_{t-1}.
-
-    Returns (o * tanh(c_t), c_t) with c_t = f * c_{t-1} + i * g (the backend's
-    ``lstm_cell_forward`` / ``lstm_cell_backward``).
-    """
-
-    @staticmethod
-    def forward(ctx, gates, c_prev):
-        be = backend_of(gates)
-        acts = be.xp.array(gates, order="C", copy=True)  # the kernel works in place
-        h, c, tanh_c = be.lstm_cell_forward(acts, c_prev)
-        ctx.save_for_backward(acts, tanh_c, c_prev)
-        ctx.be = be
-        return h, c
-
-    @staticmethod
-    def backward(ctx, gh, gc):
-        acts, tanh_c, c_prev = ctx.saved_tensors
-        dgates, dc_prev = ctx.be.lstm_cell_backward(gh, gc, acts, tanh_c, c_prev)
-        return dgates, dc_prev if ctx.needs_input_grad[1] else None
-
-
-class _GRUPointwise(autograd.Function):
-    """One GRU step after the matmuls (the backend's ``gru_cell_forward`` / ``_backward``).
-
-    ``xg`` = W_ih x + b_ih and ``hg`` = W_hh h + b_hh, both (N, 3H) in order r, z, n;
-    r = sigmoid(x_r + h_r), z = sigmoid(x_z + h_z), n = tanh(x_n + r * h_n),
-    h_t = (1 - z) * n + z * h_{t-1}.
-    """
-
-    @staticmethod
-    def forward(ctx, xg, hg, h_prev):
-        be = backend_of(xg)
-        rzh = be.xp.array(hg, order="C", copy=True)  # the kernel writes r, z over it
-        h, n = be.gru_cell_forward(xg, rzh, h_prev)
-        ctx.save_for_backward(rzh, n, h_prev)
-        ctx.be = be
-        return h
-
-    @staticmethod
-    def backward(ctx, gh):
-        rzh, n, h_prev = ctx.saved_tensors
-        dxg, dhg, dh_prev = ctx.be.gru_cell_backward(gh, rzh, n, h_prev)
-        need = ctx.needs_input_grad
-        return (dxg if need[0] else None, dhg if need[1] else None,
-                dh_prev if need[2] else None)
-
-
-class _RecurrenceBase(autograd.Function):
-    """Shared helpers of the whole-sequence recurrences below.
-
-    Each runs one layer in one direction over all T steps as a single graph node: forward
-    loops over time doing one ``h_{t-1} W_hh^T`` matmul per step and saves the activations;
-    backward runs backpropagation through time in one loop (one ``dgates_t W_hh`` matmul per
-    step) and then forms the weight gradients with a single large matmul over all T * N rows,
-    instead of T small ones. ``xproj`` is the precomputed input projection, time along
-    ``tdim``; the step order is reversed for the backward direction of a bidirectional layer.
-    """
-
-    @staticmethod
-    def _steps(T, reverse):
-        return range(T - 1, -1, -1) if reverse else range(T)
-
-    @staticmethod
-    def _weight_grad(be, d_all, x_all):
-        """sum over t of d_t^T x_t, as one (G, T*N) @ (T*N, K) product."""
-        G, K = d_all.shape[-1], x_all.shape[-1]
-        return be.matmul(d_all.reshape(-1, G), x_all.reshape(-1, K), trans_a=True)
-
-
-class _LSTMSequence(_RecurrenceBase):
-    """LSTM recurrence: xproj (with b_ih + b_hh), h0, c0, w_hh, optional w_hr -> (hs, h_T, c_T)."""
-
-    @staticmethod
-    def forward(ctx, xproj, h0, c0, w_hh, w_hr, tdim=0, reverse=False):
-        be = backend_of(xproj)
-        xp = be.xp
-        xs = xp.moveaxis(xproj, tdim, 0)
-        T, N, G = xs.shape
-        H = G // 4
-        Hout = w_hh.shape[1]
-        dt = xproj.dtype
-        acts = xp.empty((T, N, G), dtype=dt)  # i, f, g, o after their nonlinearities
-        tcs = xp.empty((T, N, H), dtype=dt)  # tanh(c_t)
-        c_prev = xp.empty((T, N, H), dtype=dt)
-        h_prev = xp.empty((T, N, Hout), dtype=dt)
-        hs = xp.empty((T, N, Hout), dtype=dt)
-        ms = xp.empty((T, N, H), dtype=dt) if w_hr is not None else None
-        h, c = h0, c0
-        for t in _RecurrenceBase._steps(T, reverse):
-            h_prev[t] = h
-            c_prev[t] = c
-            # the gates are built in acts[t], which the cell kernel turns into activations
-            a = acts[t]
-            xp.add(xs[t], be.matmul(h, w_hh, trans_b=True), out=a)
-            m, c, tcs[t] = be.lstm_cell_forward(a, c)
-            if w_hr is not None:
-                ms[t] = m
-                h = be.matmul(m, w_hr, trans_b=True)
-            else:
-                h = m
-            hs[t] = h
-        ctx.save_for_backward(acts, tcs, c_prev, h_prev, ms, w_hh, w_hr)
-        ctx.tdim, ctx.reverse = tdim, reverse
-        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
-        return out, xp.array(h, copy=True), xp.array(c, copy=True)
-
-    @staticmethod
-    def backward(ctx, g_hs, g_h, g_c):
-        acts, tcs, c_prev, h_prev, ms, w_hh, w_hr = ctx.saved_tensors
-        be = backend_of(g_hs)
-        xp = be.xp
-        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
-        dgates = xp.empty_like(acts)
-        dhs = xp.empty_like(h_prev) if w_hr is not None else None
-        dh, dc = g_h, g_c
-        for t in _RecurrenceBase._steps(acts.shape[0], not ctx.reverse):
-            dh = dh + g_hs[t]
-            if w_hr is not None:
-                dhs[t] = dh
-                dm = be.matmul(dh, w_hr)
-            else:
-                dm = dh
-            d = dgates[t]
-            _, dc = be.lstm_cell_backward(dm, dc, acts[t], tcs[t], c_prev[t], dgates=d)
-            dh = be.matmul(d, w_hh)
-        d_whh = _RecurrenceBase._weight_grad(be, dgates, h_prev)
-        d_whr = _RecurrenceBase._weight_grad(be, dhs, ms) if w_hr is not None else None
-        dx = xp.moveaxis(dgates, 0, ctx.tdim) if ctx.tdim else dgates
-        return dx, dh, dc, d_whh, d_whr
-
-
-class _GRUSequence(_RecurrenceBase):
-    """GRU recurrence: xproj (with b_ih), h0, w_hh, b_hh -> (hs, h_T)."""
-
-    @staticmethod
-    def forward(ctx, xproj, h0, w_hh, b_hh, tdim=0, reverse=False):
-        be = backend_of(xproj)
-        xp = be.xp
-        xs = xp.ascontiguousarray(xp.moveaxis(xproj, tdim, 0))  # the cell kernel reads rows
-        T, N, G = xs.shape
-        H = G // 3
-        dt = xproj.dtype
-        rzh = xp.empty((T, N, G), dtype=dt)  # r, z, W_hn h + b_hn
-        ns = xp.empty((T, N, H), dtype=dt)
-        h_prev = xp.empty((T, N, H), dtype=dt)
-        hs = xp.empty((T, N, H), dtype=dt)
-        h = h0
-        for t in _RecurrenceBase._steps(T, reverse):
-            h_prev[t] = h
-            # W_hh h + b_hh is built in rzh[t]; the cell kernel writes r, z over its first 2H
-            hg = rzh[t]
-            if b_hh is not None:
-                xp.add(be.matmul(h, w_hh, trans_b=True), b_hh, out=hg)
-            else:
-                hg[...] = be.matmul(h, w_hh, trans_b=True)
-            h, ns[t] = be.gru_cell_forward(xs[t], hg, h)
-            hs[t] = h
-        ctx.save_for_backward(rzh, ns, h_prev, w_hh)
-        ctx.tdim, ctx.reverse, ctx.has_bias = tdim, reverse, b_hh is not None
-        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
-        return out, xp.array(h, copy=True)
-
-    @staticmethod
-    def backward(ctx, g_hs, g_h):
-        rzh, ns, h_prev, w_hh = ctx.saved_tensors
-        be = backend_of(g_hs)
-        xp = be.xp
-        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
-        T, N, H = ns.shape
-        dxg = xp.empty((T, N, 3 * H), dtype=ns.dtype)
-        dhg = xp.empty((T, N, 3 * H), dtype=ns.dtype)
-        dh = g_h
-        for t in _RecurrenceBase._steps(T, not ctx.reverse):
-            dh = dh + g_hs[t]
-            _, _, dh_direct = be.gru_cell_backward(dh, rzh[t], ns[t], h_prev[t], dxg=dxg[t],
-                                                   dhg=dhg[t])
-            dh = be.matmul(dhg[t], w_hh)
-            dh += dh_direct
-        d_whh = _RecurrenceBase._weight_grad(be, dhg, h_prev)
-        d_bhh = dhg.sum(axis=(0, 1)) if ctx.has_bias else None
-        dx = xp.moveaxis(dxg, 0, ctx.tdim) if ctx.tdim else dxg
-        return dx, dh, d_whh, d_bhh
-
-
-class _RNNSequence(_RecurrenceBase):
-    """Elman recurrence: xproj (with b_ih + b_hh), h0, w_hh -> (hs, h_T); tanh or relu."""
-
-    @staticmethod
-    def forward(ctx, xproj, h0, w_hh, tdim=0, reverse=False, relu=False):
-        be = backend_of(xproj)
-        xp = be.xp
-        xs = xp.moveaxis(xproj, tdim, 0)
-        T, N, H = xs.shape
-        h_prev = xp.empty((T, N, H), dtype=xproj.dtype)
-        hs = xp.empty((T, N, H), dtype=xproj.dtype)
-        h = h0
-        for t in _RecurrenceBase._steps(T, reverse):
-            h_prev[t] = h
-            pre = xs[t] + be.matmul(h, w_hh, trans_b=True)
-            h = xp.maximum(pre, 0) if relu else xp.tanh(pre)
-            hs[t] = h
-        ctx.save_for_backward(hs, h_prev, w_hh)
-        ctx.tdim, ctx.reverse, ctx.relu = tdim, reverse, relu
-        out = xp.ascontiguousarray(xp.moveaxis(hs, 0, tdim)) if tdim else hs
-        return out, xp.array(h, copy=True)
-
-    @staticmethod
-    def backward(ctx, g_hs, g_h):
-        hs, h_prev, w_hh = ctx.saved_tensors
-        be = backend_of(g_hs)
-        xp = be.xp
-        g_hs = xp.moveaxis(g_hs, ctx.tdim, 0)
-        dpre = xp.empty_like(hs)
-        dh = g_h
-        for t in _RecurrenceBase._steps(hs.shape[0], not ctx.reverse):
-            dh = dh + g_hs[t]
-            h = hs[t]
-            dpre[t] = dh * (h > 0) if ctx.relu else dh * (1.0 - h * h)
-            dh = be.matmul(dpre[t], w_hh)
-        d_whh = _RecurrenceBase._weight_grad(be, dpre, h_prev)
-        dx = xp.moveaxis(dpre, 0, ctx.tdim) if ctx.tdim else dpre
-        return dx, dh, d_whh
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -418,7 +169,7 @@ class LSTMCell(RNNCellBase):
             c = self._state(hx[1], input, batched, "c_0")
         gates = _linear(input, self.weight_ih, self.bias_ih) + _linear(h, self.weight_hh,
                                                                         self.bias_hh)
-        h, c = _LSTMPointwise.apply(gates, c)
+        h, c = _rnn.LSTMPointwise.apply(gates, c)
         if not batched:
             h, c = h.squeeze(0), c.squeeze(0)
         return h, c
@@ -438,7 +189,7 @@ class GRUCell(RNNCellBase):
         h = self._state(hx, input, batched)
         xg = _linear(input, self.weight_ih, self.bias_ih)
         hg = _linear(h, self.weight_hh, self.bias_hh)
-        out = _GRUPointwise.apply(xg, hg, h)
+        out = _rnn.GRUPointwise.apply(xg, hg, h)
         return out if batched else out.squeeze(0)
 
 
@@ -593,13 +344,13 @@ class RNNBase(Module):
             self._check_state(h_init, sh, "h_0", batched)
             if not batched:
                 h_init = h_init.unsqueeze(1)
-            h0 = _unbind(h_init, 0)
+            h0 = _rnn.unbind_all(h_init, 0)
             if is_lstm:
                 sc = (n_states, N, H) if batched else (n_states, H)
                 self._check_state(c_init, sc, "c_0", batched)
                 if not batched:
                     c_init = c_init.unsqueeze(1)
-                c0 = _unbind(c_init, 0)
+                c0 = _rnn.unbind_all(c_init, 0)
 
         layer_input = input
         h_n, c_n = [], []
@@ -645,11 +396,11 @@ class RNNBase(Module):
         else:
             xproj = _linear(x, w_ih, b_ih)
         if mode == "LSTM":
-            return _LSTMSequence.apply(xproj, h, c, w_hh, w_hr, tdim=tdim, reverse=reverse)
+            return _rnn.LSTMSequence.apply(xproj, h, c, w_hh, w_hr, tdim=tdim, reverse=reverse)
         if mode == "GRU":
-            hs, h = _GRUSequence.apply(xproj, h, w_hh, b_hh, tdim=tdim, reverse=reverse)
+            hs, h = _rnn.GRUSequence.apply(xproj, h, w_hh, b_hh, tdim=tdim, reverse=reverse)
         else:
-            hs, h = _RNNSequence.apply(xproj, h, w_hh, tdim=tdim, reverse=reverse,
+            hs, h = _rnn.RNNSequence.apply(xproj, h, w_hh, tdim=tdim, reverse=reverse,
                                        relu=mode == "RNN_RELU")
         return hs, h, None
 

@@ -27,8 +27,7 @@ import numpy as np
 
 from .. import autograd
 from .. import functions as _ops
-from ..backend import backend_of
-from ..creation import rand, randn, zeros
+from ..creation import get_array_module, rand, randn, zeros
 from ..tensor import Tensor
 from . import functional as F
 from .containers import ModuleList
@@ -65,7 +64,7 @@ def _float_mask(mask, dtype, true_blocks: bool):
     if not isinstance(mask, Tensor):
         raise TypeError(f"masks must be tensors, got {type(mask).__name__}")
     if _is_bool(mask):
-        xp = backend_of(mask.data).xp
+        xp = get_array_module(mask.data)
         blocked = mask.data if true_blocks else xp.logical_not(mask.data)
         return _const(xp.where(blocked, dtype.type(-np.inf), dtype.type(0)).astype(dtype))
     if mask.dtype.kind != "f":
@@ -85,14 +84,14 @@ def generate_square_subsequent_mask(sz, device=None, dtype=None) -> Tensor:
     from ..creation import full
 
     m = full((sz, sz), float("-inf"), dtype=dtype or "float32", device=device)
-    xp = backend_of(m.data).xp
+    xp = get_array_module(m.data)
     return _const(xp.triu(m.data, 1))
 
 
 def _causal(L, S, dtype, device):
     """Float mask blocking j > i (top-left aligned, as PyTorch's is_causal)."""
     m = zeros(L, S, dtype=dtype, device=device)
-    xp = backend_of(m.data).xp
+    xp = get_array_module(m.data)
     blocked = xp.triu(xp.ones((L, S), dtype=bool), 1)
     return _const(xp.where(blocked, m.data.dtype.type(-np.inf), m.data))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 
 from ..autograd import no_grad
-from ..backend import backend_of
+from ..creation import get_array_module
 from ..tensor import Tensor
 
 __all__ = [
@@ -26,7 +26,7 @@ def _as_list(parameters):
 
 def _grad_norm(grads, norm_type):
     """The norm of all gradients together, as a 0-d array on their device."""
-    xp = backend_of(grads[0]).xp
+    xp = get_array_module(grads[0])
     if norm_type == math.inf:
         return xp.max(xp.stack([xp.abs(g).max() if g.size else xp.zeros((), g.dtype)
                                 for g in grads]))
@@ -59,7 +59,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     if len(devices) > 1:
         raise RuntimeError(f"clip_grad_norm_: gradients live on several devices {devices}")
     total = _grad_norm(grads, norm_type)
-    xp = backend_of(grads[0]).xp
+    xp = get_array_module(grads[0])
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
             f"the total norm of order {norm_type} for gradients is non-finite, so it cannot "
@@ -78,7 +78,7 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     clip_value = float(clip_value)
     for p in _as_list(parameters):
         if p.grad is not None:
-            xp = backend_of(p.grad.data).xp
+            xp = get_array_module(p.grad.data)
             xp.clip(p.grad.data, -clip_value, clip_value, out=p.grad.data)
             p.grad._bump()
 

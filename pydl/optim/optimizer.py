@@ -6,7 +6,7 @@ maps each parameter to a dict of backend arrays (momentum buffers, moment estima
 step counts, created on the first step that parameter has a gradient.
 
 The update itself is a fused, multi-tensor kernel of the backend (``sgd_step``,
-``adam_step``... in ``pydl.backend.base``): a subclass collects a group's parameters that have
+``adam_step``... in ``pydl.backend.protocol``): a subclass collects a group's parameters that have
 gradients, buckets them by device and dtype, and calls the kernel once per bucket with lists
 of arrays, updating them in place.
 """
@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..autograd import enable_grad, no_grad
-from ..backend import backend_of, cuda_graph, device_of
+from ..backend import backend_of, device_of, optimizer_step_hooks
 from ..tensor import Tensor, dtype_name
 
 __all__ = ["Optimizer", "required"]
@@ -170,7 +170,8 @@ class Optimizer:
         returns the loss; it runs with gradients enabled, before the update.
         """
         self._step_count += 1
-        cuda_graph.optimizer_step(self)  # a no-op unless a CUDA graph is being recorded
+        for hook in optimizer_step_hooks:  # e.g. the CUDA graph recorder (backend/cuda/graph.py)
+            hook(self)
         loss = None
         if closure is not None:
             with enable_grad():

@@ -1,10 +1,12 @@
-"""The C++ kernels of ``pydl._C`` behind the protocol's signatures (see ``pydl.backend.base``).
+"""The C++ kernels of ``pydl._C`` behind the protocol's signatures (``pydl.backend.protocol``).
 
-Importing this module fails with ImportError when the extension is not built; ``cpu.py`` then
-keeps the NumPy references. Each wrapper makes its inputs C-contiguous, computes the output
-shape, allocates the outputs with NumPy and lets ``_C`` fill them. Cases the C++ code does not
-take (empty arrays, dtypes other than float32/float64, mixed dtypes, optimizer state in an
-odd layout) go to the reference, so every call gives the reference's answer.
+Importing this module fails with ImportError when the extension is not built; the CPU backend
+then keeps the NumPy references. Each wrapper makes its inputs C-contiguous, computes the
+output shape, allocates the outputs with NumPy and lets ``_C`` fill them. A case the C++ code
+does not take (empty arrays, dtypes other than float32/float64, mixed dtypes, optimizer state
+in an odd layout) the wrapper declines by returning ``DECLINED``, and ``_or_reference`` (the
+decorator on every kernel) hands the call to the reference, so every call gives the
+reference's answer.
 
 Convolution is im2col (C++) + GEMM (NumPy's matmul, i.e. OpenBLAS) + a transpose. The GEMM
 stays with BLAS: on one core of the dev machine OpenBLAS ran a 64 x 576 x 8192 SGEMM at
@@ -20,10 +22,12 @@ direct loops (``_C.conv2d_direct_*``): there the GEMMs are too thin to pay for t
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .. import _C  # ImportError here means: no extension, cpu.py keeps the references
-from . import cpu_reference as reference
+from ... import _C  # ImportError here means: no extension, the references stay
+from . import reference
 
 #: the largest column buffer (elements) conv2d builds at once; bigger batches are chunked.
 COLS_BUDGET = 1 << 20
@@ -33,6 +37,24 @@ COLS_BUDGET = 1 << 20
 DIRECT_MAX_OUT = 4
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: what a wrapper returns for a case _C does not take; ``_or_reference`` then asks the reference
+DECLINED = object()
+
+
+def _or_reference(fast):
+    """Kernel ``fast`` made total: a call it answers with DECLINED goes to the reference.
+
+    The one place the C++ kernels fall back: each wrapper only says when it declines.
+    """
+    fallback = getattr(reference, fast.__name__)
+
+    @functools.wraps(fast)
+    def kernel(*args, **kwargs):
+        out = fast(*args, **kwargs)
+        return fallback(*args, **kwargs) if out is DECLINED else out
+
+    return kernel
 
 
 def _native(*arrays) -> bool:
@@ -78,10 +100,11 @@ def _grouped_gy(gy, n0, b, groups, og, p):
     return np.ascontiguousarray(part).reshape(groups, og, b * p)
 
 
+@_or_reference
 def conv2d_forward(x, w, stride, padding, dilation, groups):
     """y (N, O, Ho, Wo) = cross-correlation of x with w (im2col + one GEMM per group)."""
     if not _native(x, w) or x.size == 0 or w.size == 0:
-        return reference.conv2d_forward(x, w, stride, padding, dilation, groups)
+        return DECLINED
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     ho, wo, k, chunk = _conv_plan(x.shape, w.shape, stride, padding, dilation, groups, "conv2d")
     x = np.ascontiguousarray(x)
@@ -102,10 +125,11 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     return y
 
 
+@_or_reference
 def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
     """gx (x_shape): one GEMM per group into columns, then col2im."""
     if not _native(gy, w) or gy.size == 0 or w.size == 0:
-        return reference.conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups)
+        return DECLINED
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     x_shape = tuple(int(s) for s in x_shape)
     ho, wo, k, chunk = _conv_plan(x_shape, w.shape, stride, padding, dilation, groups,
@@ -126,10 +150,11 @@ def conv2d_backward_data(gy, w, x_shape, stride, padding, dilation, groups):
     return gx
 
 
+@_or_reference
 def conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups):
     """gw (w_shape): im2col, then one GEMM per group against the rearranged gy."""
     if not _native(gy, x) or gy.size == 0 or x.size == 0 or not all(w_shape):
-        return reference.conv2d_backward_weight(gy, x, w_shape, stride, padding, dilation, groups)
+        return DECLINED
     stride, padding, dilation = _pair(stride), _pair(padding), _pair(dilation)
     w_shape = tuple(int(s) for s in w_shape)
     ho, wo, k, chunk = _conv_plan(x.shape, w_shape, stride, padding, dilation, groups,
@@ -157,10 +182,11 @@ def _pool_out(name, x_shape, kernel_size, stride, padding):
     return (n, c) + reference.window_output_hw(name, (h, w), kernel_size, stride, padding)
 
 
+@_or_reference
 def max_pool2d_forward(x, kernel_size, stride, padding):
     """(y, argmax): window maxima and the flat h * W + w index of each (-1: padding only)."""
     if not _native(x) or x.size == 0:
-        return reference.max_pool2d_forward(x, kernel_size, stride, padding)
+        return DECLINED
     kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
     shape = _pool_out("max_pool2d", x.shape, kernel_size, stride, padding)
     y, argmax = np.empty(shape, x.dtype), np.empty(shape, np.int64)
@@ -168,19 +194,21 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     return y, argmax
 
 
+@_or_reference
 def max_pool2d_backward(gy, argmax, x_shape):
     """gx (x_shape): gy scatter-added at argmax."""
     if not _native(gy) or gy.size == 0:
-        return reference.max_pool2d_backward(gy, argmax, x_shape)
+        return DECLINED
     gx = np.empty(tuple(int(s) for s in x_shape), gy.dtype)
     _C.max_pool2d_backward(np.ascontiguousarray(gy), np.ascontiguousarray(argmax, np.int64), gx)
     return gx
 
 
+@_or_reference
 def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad=True):
     """Window means with zero padding (divisor kH*kW, or the real elements only)."""
     if not _native(x) or x.size == 0:
-        return reference.avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad)
+        return DECLINED
     kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
     y = np.empty(_pool_out("avg_pool2d", x.shape, kernel_size, stride, padding), x.dtype)
     _C.avg_pool2d_forward(np.ascontiguousarray(x), y, kernel_size, stride, padding,
@@ -188,11 +216,11 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad=True):
     return y
 
 
+@_or_reference
 def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include_pad=True):
     """gx (x_shape): each window spreads gy / divisor over its inputs."""
     if not _native(gy) or gy.size == 0:
-        return reference.avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding,
-                                             count_include_pad)
+        return DECLINED
     kernel_size, stride, padding = _pair(kernel_size), _pair(stride), _pair(padding)
     gx = np.empty(tuple(int(s) for s in x_shape), gy.dtype)
     _C.avg_pool2d_backward(np.ascontiguousarray(gy), gx, kernel_size, stride, padding,
@@ -203,42 +231,46 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include
 # ----------------------------------------------------------------------------- softmax
 
 
-def _rowwise(kernel, fallback, x):
+def _rowwise(kernel, x):
     if not _native(x) or x.size == 0:
-        return fallback(x)
+        return DECLINED
     x = np.ascontiguousarray(x)
     y = np.empty_like(x)
     kernel(x, y)
     return y
 
 
-def _rowwise_backward(kernel, fallback, gy, y):
+def _rowwise_backward(kernel, gy, y):
     if not _native(gy, y) or y.size == 0 or gy.shape != y.shape:
-        return fallback(gy, y)
+        return DECLINED
     y = np.ascontiguousarray(y)
     gx = np.empty_like(y)
     kernel(np.ascontiguousarray(gy), y, gx)
     return gx
 
 
+@_or_reference
 def softmax_forward(x):
     """Softmax along the last axis."""
-    return _rowwise(_C.softmax_forward, reference.softmax_forward, x)
+    return _rowwise(_C.softmax_forward, x)
 
 
+@_or_reference
 def log_softmax_forward(x):
     """Log-softmax along the last axis."""
-    return _rowwise(_C.log_softmax_forward, reference.log_softmax_forward, x)
+    return _rowwise(_C.log_softmax_forward, x)
 
 
+@_or_reference
 def softmax_backward(gy, y):
     """gx = y * (gy - sum(gy * y, -1))."""
-    return _rowwise_backward(_C.softmax_backward, reference.softmax_backward, gy, y)
+    return _rowwise_backward(_C.softmax_backward, gy, y)
 
 
+@_or_reference
 def log_softmax_backward(gy, y):
     """gx = gy - exp(y) * sum(gy, -1)."""
-    return _rowwise_backward(_C.log_softmax_backward, reference.log_softmax_backward, gy, y)
+    return _rowwise_backward(_C.log_softmax_backward, gy, y)
 
 
 # ----------------------------------------------------------------------------- cross-entropy
@@ -258,11 +290,11 @@ def _xent_native(logits, target):
             and np.shape(target) == logits.shape[:1])
 
 
+@_or_reference
 def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing):
     """(loss (N,), lse (N,)): per-sample cross-entropy fused with log-softmax."""
     if not _xent_native(logits, target):
-        return reference.cross_entropy_forward(logits, target, weight, ignore_index,
-                                               label_smoothing)
+        return DECLINED
     logits, target, weight = _xent_args(logits, target, weight)
     n = logits.shape[0]
     loss, lse = np.empty(n, logits.dtype), np.empty(n, logits.dtype)
@@ -273,12 +305,12 @@ def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing)
     return loss, lse
 
 
+@_or_reference
 def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
                            label_smoothing):
     """glogits (N, C) = d(sum_i grad_loss_i * loss_i) / d logits."""
     if not _xent_native(logits, target) or not _native(logits, grad_loss, lse):
-        return reference.cross_entropy_backward(grad_loss, logits, lse, target, weight,
-                                                ignore_index, label_smoothing)
+        return DECLINED
     logits, target, weight = _xent_args(logits, target, weight)
     glogits = np.empty_like(logits)
     bad = _C.cross_entropy_backward(np.ascontiguousarray(grad_loss), logits,
@@ -297,30 +329,33 @@ def _c_order(a):
     return a if a.flags.c_contiguous else np.ascontiguousarray(a)
 
 
+@_or_reference
 def erf(x):
     """The error function, elementwise."""
     if not _native(x) or x.size == 0:
-        return reference.erf(x)
+        return DECLINED
     x = _c_order(x)
     y = np.empty_like(x)
     _C.erf(x, y)
     return y
 
 
+@_or_reference
 def gelu_forward(x, approximate="none"):
     """(y, cdf) with cdf = Phi(x); the tanh form stays with the reference (NumPy's tanh)."""
     if approximate != "none" or not _native(x) or x.size == 0:
-        return reference.gelu_forward(x, approximate)
+        return DECLINED
     x = _c_order(x)
     y, cdf = np.empty_like(x), np.empty_like(x)
     _C.gelu_forward(x, y, cdf)
     return y, cdf
 
 
+@_or_reference
 def gelu_backward(gy, x, cdf, approximate="none"):
     """gx = gy * dGELU/dx, from x and the cdf that forward kept."""
     if not _native(gy, x, cdf) or x.size == 0 or not gy.shape == x.shape == cdf.shape:
-        return reference.gelu_backward(gy, x, cdf, approximate)
+        return DECLINED
     x = _c_order(x)
     gx = np.empty_like(x)
     _C.gelu_backward(_c_order(gy), x, _c_order(cdf), gx, approximate == "tanh")
@@ -341,21 +376,23 @@ def _out(out, like, shape):
     return np.empty(shape, like.dtype) if out is None else out
 
 
+@_or_reference
 def lstm_cell_forward(gates, c_prev):
     """(h, c, tanh_c) of one LSTM step; gates (N, 4H) becomes the activations, in place."""
     if not _cell_native(gates, c_prev):
-        return reference.lstm_cell_forward(gates, c_prev)
+        return DECLINED
     shape = c_prev.shape
     h, c, tanh_c = (np.empty(shape, gates.dtype) for _ in range(3))
     _C.lstm_cell_forward(gates, np.ascontiguousarray(c_prev), h, c, tanh_c)
     return h, c, tanh_c
 
 
+@_or_reference
 def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
     """(dgates (N, 4H), dc_prev) of one LSTM step."""
     if not _cell_native(acts, dh, dc, tanh_c, c_prev) or (
             dgates is not None and not _cell_native(dgates, acts)):
-        return reference.lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates)
+        return DECLINED
     dgates = _out(dgates, acts, acts.shape)
     dc_prev = np.empty(tanh_c.shape, acts.dtype)
     c = np.ascontiguousarray
@@ -363,21 +400,23 @@ def lstm_cell_backward(dh, dc, acts, tanh_c, c_prev, dgates=None):
     return dgates, dc_prev
 
 
+@_or_reference
 def gru_cell_forward(xg, hg, h_prev):
     """(h, n) of one GRU step; hg[:, :2H] becomes r, z, in place."""
     if not _cell_native(hg, xg, h_prev):
-        return reference.gru_cell_forward(xg, hg, h_prev)
+        return DECLINED
     shape = (hg.shape[0], hg.shape[1] // 3)
     h, n = np.empty(shape, hg.dtype), np.empty(shape, hg.dtype)
     _C.gru_cell_forward(np.ascontiguousarray(xg), hg, np.ascontiguousarray(h_prev), h, n)
     return h, n
 
 
+@_or_reference
 def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
     """(dxg, dhg, dh_prev) of one GRU step (dh_prev: the direct path dh * z only)."""
     outs_ok = all(o is None or _cell_native(o, rzh) for o in (dxg, dhg))
     if not _cell_native(rzh, dh, n, h_prev) or not outs_ok:
-        return reference.gru_cell_backward(dh, rzh, n, h_prev, dxg, dhg)
+        return DECLINED
     dxg, dhg = _out(dxg, rzh, rzh.shape), _out(dhg, rzh, rzh.shape)
     dh_prev = np.empty(n.shape, rzh.dtype)
     c = np.ascontiguousarray
@@ -390,41 +429,37 @@ def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
 # when some array is not C-contiguous float32/float64 of its parameter's size and dtype.
 
 
+@_or_reference
 def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_decay, nesterov,
              maximize, first_step):
     """Fused SGD step (momentum, dampening, Nesterov, weight decay, maximize), in place."""
     if not _C.sgd_step(params, grads, momentum_bufs, lr, momentum, dampening, weight_decay,
                        bool(nesterov), bool(maximize), bool(first_step)):
-        reference.sgd_step(params, grads, momentum_bufs, lr=lr, momentum=momentum,
-                           dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
-                           maximize=maximize, first_step=first_step)
+        return DECLINED
 
 
+@_or_reference
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta1, beta2, eps,
               weight_decay, step, amsgrad, decoupled_weight_decay, maximize):
     """Fused Adam / AdamW (optionally AMSGrad) step, in place."""
     if not _C.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr, beta1, beta2,
                         eps, weight_decay, int(step), bool(amsgrad), bool(decoupled_weight_decay),
                         bool(maximize)):
-        reference.adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, lr=lr,
-                            beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
-                            step=step, amsgrad=amsgrad,
-                            decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
+        return DECLINED
 
 
+@_or_reference
 def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, alpha, eps,
                  weight_decay, momentum, centered, maximize):
     """Fused RMSprop (centered, momentum) step, in place."""
     if not _C.rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, lr, alpha, eps,
                            weight_decay, momentum, bool(centered), bool(maximize)):
-        reference.rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, lr=lr,
-                               alpha=alpha, eps=eps, weight_decay=weight_decay,
-                               momentum=momentum, centered=centered, maximize=maximize)
+        return DECLINED
 
 
+@_or_reference
 def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
     """Fused Adagrad step (lr decay, weight decay, maximize), in place."""
     if not _C.adagrad_step(params, grads, state_sums, lr, lr_decay, weight_decay, eps, int(step),
                            bool(maximize)):
-        reference.adagrad_step(params, grads, state_sums, lr=lr, lr_decay=lr_decay,
-                               weight_decay=weight_decay, eps=eps, step=step, maximize=maximize)
+        return DECLINED

@@ -1,26 +1,30 @@
 """CPU backend: NumPy arrays, the NumPy reference kernels, and the C++ ones where built.
 
-Each protocol kernel (``pydl.backend.base``) exists as a NumPy reference in
-``cpu_reference.py``, the readable version and the test oracle. When the C++ extension
-``pydl._C`` is built, ``cpu_ext.py`` wraps its faster versions and they take over.
-``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) switches back to the
-references, for tests and benchmarks.
+Each protocol kernel (``pydl.backend.protocol``) exists as a NumPy reference in
+``reference.py``, the readable version and the test oracle. When the C++ extension ``pydl._C``
+is built, ``ext.py`` wraps its faster versions (each falling back to the reference for inputs
+it does not take). ``implementations`` is the table of which function runs each kernel;
+``use_extension(False)`` (or ``PYDL_DISABLE_EXT=1`` in the environment) points it back at the
+references, for tests and benchmarks. ``pydl.backend.cpu.<kernel>`` reads that table (a
+property of this module's type, one per protocol kernel), so a new protocol kernel needs no
+line here.
 """
 
 import ctypes
 import os
 import sys
+import types
 
 import numpy as np
 
-from . import base
-from . import cpu_reference as reference
+from .. import protocol
+from . import reference
 
 name = "cpu"
 xp = np
 
 try:  # the extension is optional: pydl works (slower) without it
-    from . import cpu_ext as extension
+    from . import ext as extension
 except ImportError:  # pragma: no cover - depends on the build
     extension = None
 
@@ -77,6 +81,16 @@ def set_rng_state(state: dict) -> None:
     _rng.bit_generator.state = state
 
 
+# ----------------------------------------------------------------------------- kernels
+def _table(fast: bool) -> dict:
+    """name -> the function running that kernel: the C++ one when ``fast`` and built, else
+    the reference."""
+    return {
+        kernel: (getattr(extension, kernel, None) if fast else None) or getattr(reference, kernel)
+        for kernel in protocol.KERNELS
+    }
+
+
 def extension_active() -> bool:
     """True when the protocol kernels run the C++ versions."""
     return _active
@@ -84,15 +98,40 @@ def extension_active() -> bool:
 
 def use_extension(enabled: bool = True) -> None:
     """Route the protocol kernels to the C++ extension (when built) or to the references."""
-    global _active
+    global implementations, _active
     _active = bool(enabled) and extension is not None
-    for kernel in base.KERNELS:
-        impl = getattr(extension, kernel, None) if _active else None
-        globals()[kernel] = impl if impl is not None else getattr(reference, kernel, None)
+    implementations = _table(_active)
 
 
 _active = False
+#: the implementation of every protocol kernel in use now (``use_extension`` replaces it)
+implementations: dict = {}
 use_extension(os.environ.get("PYDL_DISABLE_EXT") != "1")
+
+
+def _kernel_property(kernel: str) -> property:
+    """``pydl.backend.cpu.<kernel>``: whatever ``implementations`` holds for it now.
+
+    Reading the attribute returns the implementation itself, so a call costs no extra
+    frame; assigning it (a test's monkeypatch) replaces the table entry.
+    """
+
+    def get(module):
+        return implementations[kernel]
+
+    def set_(module, fn):
+        implementations[kernel] = fn
+
+    return property(get, set_, doc=f"the protocol kernel {kernel!r} (see implementations)")
+
+
+class _CPUBackend(types.ModuleType):
+    """This module's type: one property per protocol kernel, reading ``implementations``."""
+
+
+for _name in protocol.KERNELS:
+    setattr(_CPUBackend, _name, _kernel_property(_name))
+sys.modules[__name__].__class__ = _CPUBackend
 
 
 def to_numpy(array) -> np.ndarray:

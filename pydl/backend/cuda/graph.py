@@ -40,6 +40,8 @@ import contextlib
 
 import numpy as np
 
+from .. import register_optimizer_step_hook
+
 __all__ = ["CUDAGraph", "graph", "GraphError", "GraphedStep"]
 
 
@@ -52,7 +54,7 @@ REFRESHED = object()  # scalar_slot's answer in refresh mode: scalars written, l
 
 
 def _cupy(check=False):
-    from .cuda_runtime import cupy, ensure_available
+    from .runtime import cupy, ensure_available
 
     if check:  # once per capture; the backend's own calls come after its checks
         ensure_available()
@@ -135,13 +137,19 @@ def scalar_slot(values, dtype, key):
 
 
 def optimizer_step(optimizer) -> None:
-    """Called by ``Optimizer.step`` before it updates anything (a no-op outside captures)."""
+    """Called by ``Optimizer.step`` before it updates anything (a no-op outside captures).
+
+    Registered below as an optimizer step hook, so the optimizer need not import this module.
+    """
     g = _active
     if g is None or g._mode != "capture":
         return
     if id(optimizer) not in g._snapshots:
         g._snapshots[id(optimizer)] = _snapshot(optimizer)
     g._optimizers.append(optimizer)
+
+
+register_optimizer_step_hook(optimizer_step)
 
 
 def _snapshot(optimizer):

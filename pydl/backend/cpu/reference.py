@@ -1,7 +1,7 @@
-"""NumPy reference kernels of the protocol (see ``pydl.backend.base``): readable, the oracle.
+"""NumPy reference kernels of the protocol (see ``pydl.backend.protocol``): readable, the oracle.
 
 Every kernel here is the plain NumPy statement of what the protocol entry computes. The C++
-versions (``cpu_ext.py``) and the CUDA versions (``cuda.py``) are tested against these.
+versions (``ext.py``) and the CUDA versions (``pydl.backend.cuda``) are tested against these.
 Each kernel computes in its input's dtype (float32 or float64) and accepts empty arrays.
 
 Convolution and pooling share one idea: pad the input, then take a strided *view* of shape
@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..functions._special import erf as special_erf
-from .base import conv_output_size
+from ...functions._special import erf as special_erf
+from ..protocol import conv_output_size
 
 
 def matmul(a, b, trans_a=False, trans_b=False):

@@ -1,0 +1,161 @@
+"""The softmax family (``csrc/cuda/softmax.cu``): softmax / log-softmax forward and backward
+along the last axis, and cross-entropy fused with log-softmax.
+
+Rows up to 32 * VPT wide get one warp each (4 rows per 128-thread block); wider rows get a
+512-thread block; past 512 * 16 columns the block loops over the row twice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import graph
+from . import runtime as rt
+
+SOURCE = "softmax.cu"
+ROW_WARP_VPT = (1, 2, 4, 8, 16, 32)   # one warp per row, up to 32 * VPT columns
+ROW_BLOCK_THREADS = 512
+ROW_BLOCK_VPT = (4, 8, 16, 0)         # one block per row; 0 = any width (two passes)
+ROW_KINDS = ("softmax_forward", "log_softmax_forward", "softmax_backward",
+             "log_softmax_backward")
+
+
+def row_name(kind, ctype, threads, vpt=None):
+    return rt.template_name(f"{kind}_kernel", ctype, threads, *(() if vpt is None else (vpt,)))
+
+
+def instances() -> list[str]:
+    """Every softmax.cu instance the backend may launch."""
+    out = []
+    for ctype in rt.CTYPES.values():
+        for kind in ROW_KINDS:
+            out += [row_name(kind, ctype, 32, vpt) for vpt in ROW_WARP_VPT]
+            out += [row_name(kind, ctype, ROW_BLOCK_THREADS, vpt) for vpt in ROW_BLOCK_VPT]
+        for kind in ("cross_entropy_forward", "cross_entropy_backward"):
+            out += [row_name(kind, ctype, threads) for threads in (32, ROW_BLOCK_THREADS)]
+    return out
+
+
+def _row_plan(cols):
+    """(threads per row, values per thread) for rows ``cols`` wide; 0 = unbounded loop."""
+    for vpt in ROW_WARP_VPT:
+        if cols <= 32 * vpt:
+            return 32, vpt
+    for vpt in ROW_BLOCK_VPT:
+        if vpt and cols <= ROW_BLOCK_THREADS * vpt:
+            return ROW_BLOCK_THREADS, vpt
+    return ROW_BLOCK_THREADS, 0
+
+
+def _row_grid(rows, threads):
+    blocks = -(-rows // 4) if threads == 32 else rows
+    rt.check_i32("softmax", blocks=blocks)
+    return blocks, (128 if threads == 32 else threads)
+
+
+def _rows(kind, ctype, out, arrays):
+    cols = out.shape[-1] if out.ndim else 1
+    rows = out.size // cols if cols else 0
+    if rows == 0:
+        return out
+    rt.check_i32(kind, cols=cols)
+    threads, vpt = _row_plan(cols)
+    grid, block = _row_grid(rows, threads)
+    rt.launch(SOURCE, row_name(kind, ctype, threads, vpt), (grid,), block,
+              tuple(arrays) + (out, np.int64(rows), np.int32(cols)))
+    return out
+
+
+@rt.on_device
+def softmax_forward(x):
+    """Softmax along the last axis."""
+    x = rt.contig(x)
+    return _rows("softmax_forward", rt.ctype("softmax", x.dtype), rt.empty(x.shape, x.dtype),
+                 (x,))
+
+
+@rt.on_device
+def log_softmax_forward(x):
+    """Log-softmax along the last axis."""
+    x = rt.contig(x)
+    return _rows("log_softmax_forward", rt.ctype("log_softmax", x.dtype),
+                 rt.empty(x.shape, x.dtype), (x,))
+
+
+@rt.on_device
+def softmax_backward(gy, y):
+    """gx = y * (gy - sum(gy * y, -1))."""
+    ctype = rt.float_pair("softmax_backward", gy, y)
+    return _rows("softmax_backward", ctype, rt.empty(y.shape, y.dtype),
+                 (rt.contig(gy), rt.contig(y)))
+
+
+@rt.on_device
+def log_softmax_backward(gy, y):
+    """gx = gy - exp(y) * sum(gy, -1)."""
+    ctype = rt.float_pair("log_softmax_backward", gy, y)
+    return _rows("log_softmax_backward", ctype, rt.empty(y.shape, y.dtype),
+                 (rt.contig(gy), rt.contig(y)))
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+def _xent_inputs(op, logits, target, weight):
+    ctype = rt.ctype(op, logits.dtype)
+    if logits.ndim != 2 or target.shape != logits.shape[:1]:
+        raise ValueError(f"{op}: logits {tuple(logits.shape)} and target "
+                         f"{tuple(target.shape)} do not fit (need (N, C) and (N,))")
+    if weight is not None:
+        if weight.shape != logits.shape[1:]:
+            raise ValueError(f"{op}: weight {tuple(weight.shape)} does not fit "
+                             f"{logits.shape[1]} classes")
+        weight = rt.contig(weight.astype(logits.dtype, copy=False))
+    rt.check_i32(op, classes=logits.shape[1])
+    threads = 32 if logits.shape[1] <= 1024 else ROW_BLOCK_THREADS
+    return (ctype, rt.contig(logits), rt.contig(target.astype(np.int64, copy=False)), weight,
+            threads)
+
+
+def _host(array):
+    return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+@rt.on_device
+def cross_entropy_forward(logits, target, weight, ignore_index, label_smoothing):
+    """(loss (N,), lse (N,)): per-sample cross-entropy fused with log-softmax."""
+    op = "cross_entropy"
+    ctype, logits, target, weight, threads = _xent_inputs(op, logits, target, weight)
+    n, c = logits.shape
+    loss, lse = rt.empty((n,), logits.dtype), rt.empty((n,), logits.dtype)
+    if n == 0:
+        return loss, lse
+    bad = rt.xp.full((1,), n, dtype=np.uint64)
+    grid, block = _row_grid(n, threads)
+    rt.launch(SOURCE, row_name("cross_entropy_forward", ctype, threads), (grid,), block,
+              (logits, target, rt.null_or(weight), loss, lse, bad, np.int64(n), np.int32(c),
+               np.int64(ignore_index), rt.scalar(ctype)(label_smoothing)))
+    if rt._settings["check_targets"] and not graph.capturing():
+        row = int(_host(bad)[0])
+        if row < n:
+            value = int(_host(target[row : row + 1])[0])
+            raise IndexError(f"cross_entropy: target {value} is out of bounds for {c} classes")
+    return loss, lse
+
+
+@rt.on_device
+def cross_entropy_backward(grad_loss, logits, lse, target, weight, ignore_index,
+                           label_smoothing):
+    """glogits (N, C) = d(sum_i grad_loss_i * loss_i) / d logits."""
+    op = "cross_entropy_backward"
+    ctype, logits, target, weight, threads = _xent_inputs(op, logits, target, weight)
+    n, c = logits.shape
+    out = rt.empty((n, c), logits.dtype)
+    if out.size == 0:
+        return out
+    weight_sum = weight.sum(keepdims=True) if weight is not None else None
+    grid, block = _row_grid(n, threads)
+    rt.launch(SOURCE, row_name("cross_entropy_backward", ctype, threads), (grid,), block,
+              (rt.contig(grad_loss.astype(logits.dtype, copy=False)), logits,
+               rt.contig(lse.astype(logits.dtype, copy=False)), target, rt.null_or(weight),
+               rt.null_or(weight_sum), out, np.int64(n), np.int32(c), np.int64(ignore_index),
+               rt.scalar(ctype)(label_smoothing)))
+    return out
