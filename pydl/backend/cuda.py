@@ -40,6 +40,7 @@ from .cuda_runtime import (  # noqa: F401 - the backend's public face
     device_count,
     ensure_available,
     from_numpy,
+    pin_memory,
     get_allow_tf32,
     get_matmul_backend,
     get_rng_state,
