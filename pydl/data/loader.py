@@ -198,12 +198,13 @@ class DataLoader:
                 while sent < len(batches) and sent - done < in_flight:
                     pool.submit(sent, batches[sent], seeds[sent])
                     sent += 1
-                while done not in ready:
+                while done not in ready:  # results come in any order; keep the batches'
                     batch_no, batch, failure = pool.get(self.timeout)
-                    if failure is not None:
-                        raise failure.exception(batch_no)
-                    ready[batch_no] = batch
-                yield self._finish(ready.pop(done))
+                    ready[batch_no] = (batch, failure)
+                batch, failure = ready.pop(done)
+                if failure is not None:  # raised in its turn, after the batches before it
+                    raise failure.exception(done)
+                yield self._finish(batch)
                 done += 1
         except Exception:
             self.close()
