@@ -148,3 +148,41 @@ def test_search_order_and_install_hint(tmp_path, monkeypatch):
         fashion_mnist(empty)
     with pytest.raises(ValueError, match="dtype must be"):
         fashion_mnist(tmp_path / "fashion_mnist", dtype="float16")
+
+
+def test_train_command_knows_the_new_datasets_and_their_defaults():
+    from pydl import cli
+
+    args = cli.parse(["--model", "lenet", "--dataset", "mnist"])
+    assert (args.epochs, args.batch_size, args.lr) == (8, 128, 2e-3)
+    args = cli.parse(["--model", "mlp", "--dataset", "digits"])
+    assert (args.epochs, args.batch_size) == (60, 32)  # the digits defaults are unchanged
+    args = cli.parse(["--model", "vae", "--dataset", "fashion_mnist", "--epochs", "2"])
+    assert (args.epochs, args.batch_size) == (2, 128)
+    with pytest.raises(SystemExit, match="trains on mnist, fashion_mnist"):
+        cli.parse(["--model", "lenet", "--dataset", "digits"])
+
+
+@pytest.mark.parametrize("recipe", ["classify:mlp", "classify:cnn", "classify:lenet", "gan", "vae",
+                                    "diffusion"])
+def test_recipe_models_take_28x28_images(recipe):
+    import importlib
+
+    import pydl
+
+    name, _, model = recipe.partition(":")
+    module = importlib.import_module(f"pydl.recipes.{name}")
+    x = pydl.randn(2, 1, 28, 28)
+    if name == "classify":
+        net = module.build(model, 0, "mnist")
+        assert net(x.reshape(2, -1) if model == "mlp" else x).shape == (2, 10)
+    elif name == "diffusion":
+        ddpm = module.build(0, timesteps=10, width=8, image_shape=(1, 28, 28))
+        assert float(ddpm.loss(x)) > 0
+    elif name == "gan":
+        gan = module.build(0, image_shape=(1, 28, 28))
+        assert gan.generator.sample(2).shape == (2, 1, 28, 28)
+        assert gan.discriminator(x).shape == (2, 1)
+    else:
+        vae = module.build(0, image_shape=(1, 28, 28))
+        assert vae.sample(2).shape == (2, 1, 28, 28)

@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from ..backend import as_device, get_backend
+from ..backend import get_backend
 from ..creation import as_tensor
 from .dataset import TensorDataset
 from .workers import WorkerPool

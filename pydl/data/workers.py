@@ -43,6 +43,8 @@ class _Failure:
     def exception(self, batch_no):
         message = (f"DataLoader worker {self.worker_id} failed on batch {batch_no}; "
                    f"its traceback:\n{self.text}")
+        if issubclass(self.exc_type, KeyError):  # str(KeyError) would quote the traceback
+            return WorkerError(message)
         try:
             err = self.exc_type(message)  # the worker's exception type, where that works
             if isinstance(err, Exception):

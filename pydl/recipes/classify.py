@@ -28,10 +28,10 @@ _BIG = {"epochs": 8, "lr": 2e-3, "batch_size": 128}  # MNIST-sized data: 469 ste
 SPECS = {
     "mlp": Spec("fully connected network (MLP / DNN) with batch norm on digits or MNIST",
                 ("digits", "mnist", "fashion_mnist"), epochs=60, lr=1e-3, batch_size=32,
-                per_dataset={"mnist": _BIG, "fashion_mnist": _BIG}),
+                per_dataset={name: _BIG for name in ("mnist", "fashion_mnist")}),
     "cnn": Spec("convolutional network with batch norm and a residual block",
                 ("digits", "mnist", "fashion_mnist"), epochs=20, lr=3e-3, batch_size=32,
-                per_dataset={"mnist": {**_BIG, "epochs": 3}, "fashion_mnist": {**_BIG, "epochs": 3}}),
+                per_dataset={name: {**_BIG, "epochs": 3} for name in ("mnist", "fashion_mnist")}),
     "lenet": Spec("LeNet-5: two 5x5 convolutions with max pooling, three linear layers",
                   ("mnist", "fashion_mnist"), **_BIG),
 }

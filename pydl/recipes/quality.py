@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+JUDGE_TRAIN = 6000  # at most this many training images train the judge and are compared to
+
 
 def train_classifier(x_tr, y_tr, x_te, y_te, seed: int):
     """A quick CNN on real digits, the judge of the samples; returns (model, test accuracy).
@@ -75,6 +77,10 @@ def score_samples(samples: np.ndarray, digits, seed: int, noise=None) -> tuple[d
     the baseline images (default: uniform noise in [0, 1]).
     """
     x_tr, y_tr, x_te, y_te = digits
+    if len(x_tr) > JUDGE_TRAIN:  # MNIST-sized: a seeded subset keeps the judge quick
+        rng = np.random.default_rng(seed)
+        pick, pick_te = rng.permutation(len(x_tr))[:JUDGE_TRAIN], rng.permutation(len(x_te))[:2000]
+        x_tr, y_tr, x_te, y_te = x_tr[pick], y_tr[pick], x_te[pick_te], y_te[pick_te]
     if noise is None:
         noise = np.random.default_rng(seed).random(samples.shape).astype(np.float32)
     clf, clf_acc = train_classifier(x_tr, y_tr, x_te, y_te, seed)
