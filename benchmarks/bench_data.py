@@ -93,6 +93,19 @@ class _TorchBatches:
         return len(self.y)
 
 
+def training_step(lib, model, opt):
+    """``step(x, y)``: one Adam step of ``model`` on a batch, in library ``lib``."""
+
+    def step(xb, yb):
+        opt.zero_grad()
+        loss = lib.nn.functional.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        return loss
+
+    return step
+
+
 def pydl_side(x, y, workers, kind, state):
     model = LeNet5()
     model.load_state_dict(state)
@@ -101,14 +114,7 @@ def pydl_side(x, y, workers, kind, state):
                         transform=augmentation(), num_workers=workers, worker_type=kind,
                         persistent_workers=workers > 0)
 
-    def step(xb, yb):
-        opt.zero_grad()
-        loss = pydl.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return loader, step
+    return loader, training_step(pydl, model, opt)
 
 
 def torch_side(x, y, workers, model):
@@ -120,14 +126,7 @@ def torch_side(x, y, workers, model):
                                          batch_size=None, num_workers=workers,
                                          persistent_workers=workers > 0)
 
-    def step(xb, yb):
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(xb), yb)
-        loss.backward()
-        opt.step()
-        return loss
-
-    return loader, step
+    return loader, training_step(torch, model, opt)
 
 
 def validate(x, y):

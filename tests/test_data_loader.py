@@ -196,3 +196,15 @@ def test_bad_arguments_are_refused(kwargs, match):
     x, y = _data(8)
     with pytest.raises((ValueError, TypeError), match=match):
         DataLoader(TensorDataset(x, y), **kwargs)
+
+
+@pytest.mark.gpu
+def test_pinned_batches_reach_the_gpu_unchanged():
+    x, y = _data(40)
+    pinned = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, seed=2, num_workers=1,
+                        device="cuda", pin_memory=True, transform=_augment())
+    plain = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, seed=2,
+                       transform=_augment())
+    for (xa, ya), (xb, yb) in zip(pinned, plain):
+        assert str(xa.device).startswith("cuda")
+        assert np.array_equal(xa.numpy(), xb.numpy()) and np.array_equal(ya.numpy(), yb.numpy())

@@ -23,8 +23,7 @@ import os
 
 import numpy as np
 
-from .dataset import Dataset
-from .readers import parse_idx
+from .readers import ImageDataset, parse_idx
 
 __all__ = ["mnist", "fashion_mnist", "MNIST", "FashionMNIST", "find_data"]
 
@@ -207,7 +206,7 @@ FASHION_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sanda
                    "sneaker", "bag", "ankle boot")
 
 
-class MNIST(Dataset):
+class MNIST(ImageDataset):
     """One split of MNIST as a Dataset: samples (image float32 (1, 28, 28) in [0, 1], label).
 
     ``root`` as in :func:`mnist` (``None`` searches the usual places). ``transform`` applies
@@ -223,18 +222,8 @@ class MNIST(Dataset):
         directory = find_data(self._name, root, (images_name, labels_name))
         images, labels = read_split(_file_in(directory, images_name),
                                     _file_in(directory, labels_name))
-        self.data = images[:, None].astype(np.float32) / np.float32(255.0)
-        self.targets = labels
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        x = self.data[index]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[index]
+        super().__init__(images[:, None].astype(np.float32) / np.float32(255.0), labels,
+                         transform)
 
 
 class FashionMNIST(MNIST):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .dataset import Dataset
 
-__all__ = ["read_idx", "parse_idx", "CIFAR10"]
+__all__ = ["read_idx", "parse_idx", "ImageDataset", "CIFAR10"]
 
 _IDX_TYPES = {
     0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -71,7 +71,24 @@ def read_idx(path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-class CIFAR10(Dataset):
+class ImageDataset(Dataset):
+    """Images ``data`` (N, C, H, W) and labels ``targets`` (N,) held as arrays; samples are
+    ``(transform(data[i]), targets[i])``."""
+
+    def __init__(self, data, targets, transform=None):
+        self.data, self.targets, self.transform = data, targets, transform
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, index):
+        x = self.data[index]
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, self.targets[index]
+
+
+class CIFAR10(ImageDataset):
     """CIFAR-10 from the *binary* version (``data_batch_1.bin`` ... ``test_batch.bin``) in ``root``.
 
     Each record is one label byte and 3,072 pixel bytes (R, G, B planes of 32x32). The pickled
@@ -100,15 +117,5 @@ class CIFAR10(Dataset):
                 raise ValueError(f"{path}: label {rec[:, 0].max()} is out of range 0..9")
             labels.append(rec[:, 0].astype(np.int64))
             images.append(rec[:, 1:].reshape(-1, 3, 32, 32))
-        self.data = np.concatenate(images).astype(np.float32) / 255.0
-        self.targets = np.concatenate(labels)
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        x = self.data[index]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[index]
+        super().__init__(np.concatenate(images).astype(np.float32) / 255.0,
+                         np.concatenate(labels), transform)

@@ -48,8 +48,9 @@ def build(model: str, seed: int, dataset: str = "digits"):
     if model == "mlp":
         return MLP(side * side, [512, 256], 10, activation="relu", dropout=0.3,
                    batch_norm=True)
-    if model == "lenet":
-        return LeNet5(1, 10, image_size=side)
+    if model == "lenet":  # clothes need more filters than digits: 16 and 32 on Fashion-MNIST
+        channels = (16, 32) if dataset == "fashion_mnist" else (6, 16)
+        return LeNet5(1, 10, channels=channels, image_size=side)
     return CNN(in_channels=1, num_classes=10, width=32 if side <= 8 else 16)
 
 
