@@ -208,3 +208,31 @@ def test_pinned_batches_reach_the_gpu_unchanged():
     for (xa, ya), (xb, yb) in zip(pinned, plain):
         assert str(xa.device).startswith("cuda")
         assert np.array_equal(xa.numpy(), xb.numpy()) and np.array_equal(ya.numpy(), yb.numpy())
+
+
+def test_a_worker_process_exits_when_its_main_process_dies():
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import os, numpy as np\n"
+        "from pydl.data import DataLoader, TensorDataset\n"
+        "dl = DataLoader(TensorDataset(np.zeros((64, 2)), np.arange(64)), batch_size=8,\n"
+        "                num_workers=1, persistent_workers=True)\n"
+        "list(dl)\n"
+        "print(dl._pool.pids[0], flush=True)\n"
+        "os._exit(0)  # no cleanup: the worker is left behind\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    pid = int(out.stdout.split()[-1])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, 9)
+    raise AssertionError(f"worker {pid} outlived its main process by 15 s")

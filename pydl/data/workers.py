@@ -54,9 +54,14 @@ class _Failure:
         return WorkerError(message)
 
 
-def _loop(worker_id, make, tasks, results):
+def _loop(worker_id, make, tasks, results, parent_pid=None):
     while True:
-        task = tasks.get()
+        try:
+            task = tasks.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return  # the main process died without stopping us: don't linger
+            continue
         if task is None:
             return
         epoch, batch_no, indices, seed = task
@@ -66,7 +71,7 @@ def _loop(worker_id, make, tasks, results):
             results.put((epoch, batch_no, None, _Failure(worker_id, exc)))
 
 
-def _process_main(worker_id, make, tasks, results):
+def _process_main(worker_id, make, tasks, results, parent_pid):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:  # one BLAS thread per worker: the workers are the parallelism
         from threadpoolctl import threadpool_limits
@@ -75,7 +80,7 @@ def _process_main(worker_id, make, tasks, results):
     except ImportError:
         pass
     try:
-        _loop(worker_id, make, tasks, results)
+        _loop(worker_id, make, tasks, results, parent_pid)
     except KeyboardInterrupt:
         pass
 
@@ -99,7 +104,8 @@ class WorkerPool:
             self.tasks, self.results = ctx.Queue(), ctx.Queue()
             make = make_for_worker()
             for i in range(num_workers):
-                w = ctx.Process(target=_process_main, args=(i, make, self.tasks, self.results),
+                w = ctx.Process(target=_process_main,
+                                args=(i, make, self.tasks, self.results, os.getpid()),
                                 name=f"pydl-loader-{i}", daemon=True)
                 w.start()
                 self.workers.append(w)
