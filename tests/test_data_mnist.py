@@ -154,7 +154,7 @@ def test_train_command_knows_the_new_datasets_and_their_defaults():
     from pydl import cli
 
     args = cli.parse(["--model", "lenet", "--dataset", "mnist"])
-    assert (args.epochs, args.batch_size, args.lr) == (8, 128, 2e-3)
+    assert (args.epochs, args.batch_size, args.lr) == (10, 128, 2e-3)
     args = cli.parse(["--model", "mlp", "--dataset", "digits"])
     assert (args.epochs, args.batch_size) == (60, 32)  # the digits defaults are unchanged
     args = cli.parse(["--model", "vae", "--dataset", "fashion_mnist", "--epochs", "2"])

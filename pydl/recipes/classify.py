@@ -33,7 +33,8 @@ SPECS = {
                 ("digits", "mnist", "fashion_mnist"), epochs=20, lr=3e-3, batch_size=32,
                 per_dataset={name: {**_BIG, "epochs": 3} for name in ("mnist", "fashion_mnist")}),
     "lenet": Spec("LeNet-5: two 5x5 convolutions with max pooling, three linear layers",
-                  ("mnist", "fashion_mnist"), **_BIG),
+                  ("mnist", "fashion_mnist"), **{**_BIG, "epochs": 10},
+                  per_dataset={"fashion_mnist": _BIG}),
 }
 
 
