@@ -36,6 +36,8 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import time  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import numpy as np  # noqa: E402
 from common import cpu_model, load_note, print_table, source_version, write_results  # noqa: E402
 

@@ -72,3 +72,16 @@ def test_graph_side_validates_on_gpu(bench_train, name):
     ok, err, plosses, tlosses = bench_train.validate(gside, tside, "float64")
     assert gside.graph is not None
     assert ok, f"{name}: graph losses {plosses} vs torch {tlosses} (max relative error {err:.1e})"
+
+
+def test_bench_data_validation_compares_the_same_lenet5():
+    path = os.path.join(os.path.dirname(BENCH), "bench_data.py")
+    spec = importlib.util.spec_from_file_location("bench_data", path)
+    bench_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_data)
+    rng = np.random.default_rng(0)
+    x = rng.random((bench_data.BATCH, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, bench_data.BATCH)
+    err, state = bench_data.validate(x, y)
+    assert err <= bench_data.TOLERANCE
+    assert set(state) == set(bench_data.LeNet5().state_dict())

@@ -33,8 +33,7 @@ SPECS = {
                 ("digits", "mnist", "fashion_mnist"), epochs=20, lr=3e-3, batch_size=32,
                 per_dataset={name: {**_BIG, "epochs": 3} for name in ("mnist", "fashion_mnist")}),
     "lenet": Spec("LeNet-5: two 5x5 convolutions with max pooling, three linear layers",
-                  ("mnist", "fashion_mnist"), **{**_BIG, "epochs": 10},
-                  per_dataset={"fashion_mnist": _BIG}),
+                  ("mnist", "fashion_mnist"), **{**_BIG, "epochs": 10}),
 }
 
 
@@ -63,10 +62,10 @@ def _augmentation(model: str, dataset: str, seed: int):
         return None
     if dataset == "digits":
         return T.Compose([T.RandomAffine(8, translate=(0.1, 0.1), scale=(0.9, 1.1))], seed=seed)
-    moves = [T.RandomAffine(5, translate=(0.06, 0.06), scale=(0.95, 1.05))]
     if dataset == "fashion_mnist":  # clothes are left-right symmetric, digits are not
-        moves.insert(0, T.RandomHorizontalFlip())
-    return T.Compose(moves, seed=seed)
+        # (with the affine moves too, LeNet underfit: 88.9% after 8 epochs; docs/models/mnist.md)
+        return T.Compose([T.RandomHorizontalFlip()], seed=seed)
+    return T.Compose([T.RandomAffine(5, translate=(0.06, 0.06), scale=(0.95, 1.05))], seed=seed)
 
 
 def run(args) -> dict:
