@@ -30,8 +30,8 @@ def test_lenet5_reaches_98_percent_on_mnist_in_one_epoch():
 def _one_epoch(x_tr, y_tr, x_te, y_te):
     pydl.manual_seed(0)
     model = LeNet5()
-    opt = pydl.optim.Adam(model.parameters(), lr=2e-3)
-    loader = DataLoader(TensorDataset(x_tr, y_tr), batch_size=64, shuffle=True, seed=0,
+    opt = pydl.optim.Adam(model.parameters(), lr=3e-3)
+    loader = DataLoader(TensorDataset(x_tr, y_tr), batch_size=32, shuffle=True, seed=0,
                         num_workers=1)
     sched = pydl.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=len(loader))
     model.train()
