@@ -15,6 +15,7 @@ turns (pydl w0, torch w0, pydl w1, ...) for ``--rounds`` rounds and the best rou
 
     python benchmarks/bench_data.py             # results in benchmarks/results/data_loading.*
     python benchmarks/bench_data.py --quick     # fewer steps, one round (the smoke test)
+    python benchmarks/bench_data.py --loader-only   # pydl's loader alone, per-sample dataset
 
 Threads: like bench_train.py, each library computes on ``--threads`` threads (default 1), so
 loader workers have the machine's other core(s) to themselves.
@@ -172,6 +173,39 @@ def images_per_second(loader, step, steps, warmup):
     return seen / seconds
 
 
+class PerSampleMNIST(pydl.data.Dataset):
+    """A map-style dataset doing Python work per sample (standardises each image), the case
+    where worker processes can run ``__getitem__`` in parallel and threads cannot."""
+
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        img = self.x[i]
+        return (img - img.mean()) / (img.std() + 1e-6), self.y[i]
+
+
+def loader_only(x, y, rounds):
+    """Samples/s of pydl's loader alone over a per-sample dataset: no workers, 2 processes,
+    2 threads, taking turns for ``rounds`` rounds; prints the best of each."""
+    configs = {"no workers": {}, "2 processes": {"num_workers": 2},
+               "2 threads": {"num_workers": 2, "worker_type": "thread"}}
+    best = dict.fromkeys(configs, 0.0)
+    for _ in range(rounds):
+        for name, kw in configs.items():
+            loader = DataLoader(PerSampleMNIST(x, y), batch_size=BATCH, shuffle=True, seed=0,
+                                transform=augmentation(), **kw)
+            t0 = time.perf_counter()
+            n = sum(len(batch[1]) for batch in loader)
+            best[name] = max(best[name], n / (time.perf_counter() - t0))
+    print_table(["pydl loader, per-sample dataset + augmentation", "samples/s"],
+                [[name, f"{v:.0f}"] for name, v in best.items()])
+    return best
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -179,6 +213,8 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--workers", default="0,1,2", help="worker counts to compare")
+    parser.add_argument("--loader-only", action="store_true",
+                        help="time only pydl's loader over a per-sample dataset, no training")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.rounds = 6, 1
@@ -187,6 +223,9 @@ def main(argv=None):
         if torch is not None:
             torch.set_num_threads(args.threads)
     (x, y), _ = pydl.data.mnist()
+    if args.loader_only:
+        loader_only(x[:BATCH * 100], y[:BATCH * 100], args.rounds)
+        return
     warmup = 3
     n = BATCH * (args.steps + warmup + 1)  # one pass covers warm-up and timed steps
     x, y = x[:n], y[:n]
