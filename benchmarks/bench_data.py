@@ -17,25 +17,17 @@ turns (pydl w0, torch w0, pydl w1, ...) for ``--rounds`` rounds and the best rou
     python benchmarks/bench_data.py --quick     # fewer steps, one round (the smoke test)
     python benchmarks/bench_data.py --loader-only   # pydl's loader alone, per-sample dataset
 
-Threads: like bench_train.py, each library computes on ``--threads`` threads (default 1), so
-loader workers have the machine's other core(s) to themselves.
+Threads: like bench_train.py, each library computes on ``--threads`` threads (default 1:
+``pydl.set_num_threads``, which limits NumPy's BLAS through threadpoolctl, and
+``torch.set_num_threads``), so loader workers have the machine's other core(s) to themselves.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
-
-if __name__ == "__main__":
-    from bench_train import _threads_from_argv
-
-    _threads = _threads_from_argv(sys.argv)
-    if _threads > 0:
-        for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[_var] = str(_threads)
-
-import argparse  # noqa: E402
-import time  # noqa: E402
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
