@@ -3,6 +3,7 @@ in the workers, errors surfacing with the worker's traceback, and clean shutdown
 
 import multiprocessing
 import os
+import pickle
 import threading
 
 import numpy as np
@@ -236,3 +237,22 @@ def test_a_worker_process_exits_when_its_main_process_dies():
         time.sleep(0.2)
     os.kill(pid, 9)
     raise AssertionError(f"worker {pid} outlived its main process by 15 s")
+
+
+def test_a_batch_that_cannot_travel_back_is_an_error_not_a_hang():
+    x, y = _data(16)
+
+    class Local(Exception):  # defined in a function: can't be pickled by reference
+        pass
+
+    def bad_collate(samples):
+        if len(samples) == 4:
+            raise Local("local failure")
+        return lambda: None  # a batch that does not pickle
+
+    with pytest.raises(WorkerError, match="local failure"):
+        list(DataLoader(Samples(x, y), batch_size=4, num_workers=1, collate_fn=bad_collate,
+                        timeout=20))
+    with pytest.raises((AttributeError, TypeError, pickle.PicklingError), match="pickle"):
+        list(DataLoader(Samples(x, y), batch_size=5, num_workers=1, collate_fn=bad_collate,
+                        timeout=20))

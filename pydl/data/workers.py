@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import threading
@@ -38,6 +39,10 @@ class _Failure:
     def __init__(self, worker_id, exc):
         self.worker_id = worker_id
         self.exc_type = type(exc)
+        try:  # a class defined inside a function can't travel between processes
+            pickle.dumps(self.exc_type)
+        except Exception:  # noqa: BLE001 - any pickling failure
+            self.exc_type = WorkerError
         self.text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
     def exception(self, batch_no):
@@ -54,7 +59,10 @@ class _Failure:
         return WorkerError(message)
 
 
-def _loop(worker_id, make, tasks, results, parent_pid=None):
+def _loop(worker_id, make, tasks, results, parent_pid=None, pack=None):
+    """Make batches until told to stop. ``pack`` (processes): pickle each result here, so a
+    batch that can't be pickled fails like any other error instead of being lost in the
+    queue's feeder thread."""
     while True:
         try:
             task = tasks.get(timeout=POLL_SECONDS)
@@ -66,9 +74,15 @@ def _loop(worker_id, make, tasks, results, parent_pid=None):
             return
         epoch, batch_no, indices, seed = task
         try:
-            results.put((epoch, batch_no, make(indices, seed), None))
+            result = (epoch, batch_no, make(indices, seed), None)
+            results.put(pack(result) if pack else result)
         except Exception as exc:  # noqa: BLE001 - sent to the main process, raised there
-            results.put((epoch, batch_no, None, _Failure(worker_id, exc)))
+            failure = (epoch, batch_no, None, _Failure(worker_id, exc))
+            results.put(pack(failure) if pack else failure)
+
+
+def _pack(item):
+    return pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _process_main(worker_id, make, tasks, results, parent_pid):
@@ -80,7 +94,7 @@ def _process_main(worker_id, make, tasks, results, parent_pid):
     except ImportError:
         pass
     try:
-        _loop(worker_id, make, tasks, results, parent_pid)
+        _loop(worker_id, make, tasks, results, parent_pid, _pack)
     except KeyboardInterrupt:
         pass
 
@@ -129,7 +143,7 @@ class WorkerPool:
         waited = 0.0
         while True:
             try:
-                epoch, batch_no, batch, failure = self.results.get(timeout=POLL_SECONDS)
+                item = self.results.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 self._check_alive()
                 waited += POLL_SECONDS
@@ -138,6 +152,8 @@ class WorkerPool:
                         f"DataLoader: no batch from the workers in {timeout:g} s"
                     ) from None
                 continue
+            epoch, batch_no, batch, failure = (
+                pickle.loads(item) if self.kind == "process" else item)
             if epoch == self.epoch:
                 return batch_no, batch, failure
 
