@@ -13,9 +13,7 @@ def add_arguments(parser):
     from . import recipes
 
     specs = recipes.available()
-    lines = [f"  {name:12s} {spec.help} (data: {', '.join(spec.datasets)}; "
-             f"defaults: {spec.epochs} epochs, lr {spec.lr:g}, batch {spec.batch_size})"
-             for name, spec in specs.items()]
+    lines = [f"  {name:12s} {spec.summary()}" for name, spec in specs.items()]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "models:\n" + "\n".join(lines)
     parser.add_argument("--model", choices=list(specs), default="cnn",

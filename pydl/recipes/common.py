@@ -21,6 +21,16 @@ class Spec:
     # dataset -> {"epochs": ..., "lr": ..., "batch_size": ...} where it differs from the above
     per_dataset: dict = field(default_factory=dict)
 
+    def summary(self) -> str:
+        """One line for ``pydl train --help``: what it is, its data and its defaults."""
+        def settings(d):
+            return f"{d['epochs']} epochs, lr {d['lr']:g}, batch {d['batch_size']}"
+
+        others = "".join(f"; on {name}: {settings(self.defaults(name))}"
+                         for name in self.per_dataset)
+        return (f"{self.help} (data: {', '.join(self.datasets)}; defaults: "
+                f"{settings(self.defaults(self.datasets[0]))}{others})")
+
     def defaults(self, dataset: str) -> dict:
         """{"epochs", "lr", "batch_size"} for training on ``dataset``."""
         out = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
