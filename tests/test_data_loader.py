@@ -256,3 +256,16 @@ def test_a_batch_that_cannot_travel_back_is_an_error_not_a_hang():
     with pytest.raises((AttributeError, TypeError, pickle.PicklingError), match="pickle"):
         list(DataLoader(Samples(x, y), batch_size=5, num_workers=1, collate_fn=bad_collate,
                         timeout=20))
+
+
+def test_spawned_workers_where_fork_is_missing(monkeypatch):
+    """macOS and Windows start workers with spawn: the dataset and transform are pickled."""
+    import pydl.data.workers as workers
+
+    monkeypatch.setattr(workers.multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    x, y = _data(48)
+    reference = _epochs(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, seed=4,
+                                   transform=_augment()), epochs=1)
+    got = _epochs(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, seed=4,
+                             transform=_augment(), num_workers=2, timeout=60), epochs=1)
+    assert _same(reference, got)

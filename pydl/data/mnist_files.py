@@ -25,7 +25,7 @@ import numpy as np
 
 from .readers import ImageDataset, parse_idx
 
-__all__ = ["mnist", "fashion_mnist", "MNIST", "FashionMNIST", "find_data"]
+__all__ = ["mnist", "fashion_mnist", "MNIST", "FashionMNIST", "find_data", "FASHION_CLASSES"]
 
 IMAGES_MAGIC, LABELS_MAGIC = 0x00000803, 0x00000801
 
