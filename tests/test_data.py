@@ -107,7 +107,7 @@ def test_idx_reader_rejects_bad_files(tmp_path):
         read_idx(p)
     _write_mnist(tmp_path, n=5)
     (tmp_path / "train-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros(4, dtype=np.uint8)))
-    with pytest.raises(ValueError, match="5 images but 4 labels"):
+    with pytest.raises(ValueError, match="4 labels for the 5 images"):
         MNIST(tmp_path)
 
 

@@ -11,8 +11,8 @@ import pydl
 from pydl.models.cnn import CNN, ResidualBlock
 from pydl.models.mlp import MLP
 from pydl.nn import functional as F
+from pydl.recipes.classify import build
 from pydl.recipes.common import split_digits
-from pydl.recipes.digits import build
 
 
 def _digits(n=64):

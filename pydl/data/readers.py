@@ -1,4 +1,4 @@
-"""Readers for MNIST-style IDX files and the binary CIFAR-10 files, from a local directory.
+"""Readers for IDX files (MNIST's format) and the binary CIFAR-10 files, from a local directory.
 
 pydl never downloads: point these at files you have. Malformed files are refused with a
 message that names the file and what is wrong (magic number, truncation, counts).
@@ -14,7 +14,7 @@ import numpy as np
 
 from .dataset import Dataset
 
-__all__ = ["read_idx", "MNIST", "FashionMNIST", "CIFAR10"]
+__all__ = ["read_idx", "parse_idx", "ImageDataset", "CIFAR10"]
 
 _IDX_TYPES = {
     0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
@@ -38,8 +38,8 @@ def _read_bytes(path) -> bytes:
         ) from None
 
 
-def read_idx(path) -> np.ndarray:
-    """One IDX file (gzipped or not) as a NumPy array of its declared type and shape."""
+def parse_idx(path):
+    """Check one IDX file's header against its size: (type code, shape, data bytes)."""
     data = _read_bytes(path)
     if len(data) < 4:
         raise ValueError(f"{path}: {len(data)} bytes is too short for an IDX file")
@@ -52,9 +52,8 @@ def read_idx(path) -> np.ndarray:
     if len(data) < 4 + 4 * ndim:
         raise ValueError(f"{path}: truncated in the header")
     shape = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    dtype = np.dtype(_IDX_TYPES[type_code])
-    need = int(np.prod(shape)) * dtype.itemsize
-    body = data[4 + 4 * ndim:]
+    need = int(np.prod(shape)) * np.dtype(_IDX_TYPES[type_code]).itemsize
+    body = memoryview(data)[4 + 4 * ndim:]
     if len(body) < need:
         raise ValueError(
             f"{path}: truncated: the header declares shape {shape} ({need} bytes) but only "
@@ -62,45 +61,22 @@ def read_idx(path) -> np.ndarray:
         )
     if len(body) > need:
         raise ValueError(f"{path}: {len(body) - need} unexpected bytes after the data")
-    return np.frombuffer(body, dtype=dtype, count=int(np.prod(shape))).reshape(shape).astype(
-        dtype.newbyteorder("="))
+    return type_code, shape, body
 
 
-class MNIST(Dataset):
-    """MNIST from the four IDX files in ``root`` (``train-images-idx3-ubyte[.gz]`` etc.).
+def read_idx(path) -> np.ndarray:
+    """One IDX file (gzipped or not) as a NumPy array of its declared type and shape."""
+    type_code, shape, body = parse_idx(path)
+    dtype = np.dtype(_IDX_TYPES[type_code])
+    return np.frombuffer(body, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
-    Samples are (image float32 (1, 28, 28) in [0, 1], label int64). ``transform`` applies to
-    the image. ``.data`` / ``.targets`` hold the whole split as arrays.
-    """
 
-    _files = {
-        True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-        False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-    }
+class ImageDataset(Dataset):
+    """Images ``data`` (N, C, H, W) and labels ``targets`` (N,) held as arrays; samples are
+    ``(transform(data[i]), targets[i])``."""
 
-    def __init__(self, root, train: bool = True, transform=None):
-        images_name, labels_name = self._files[bool(train)]
-        images = read_idx(self._find(root, images_name))
-        labels = read_idx(self._find(root, labels_name))
-        if images.ndim != 3:
-            raise ValueError(f"{images_name}: expected 3-D image data, got shape {images.shape}")
-        if labels.ndim != 1:
-            raise ValueError(f"{labels_name}: expected 1-D labels, got shape {labels.shape}")
-        if len(images) != len(labels):
-            raise ValueError(
-                f"{type(self).__name__} in {root}: {len(images)} images but {len(labels)} labels"
-            )
-        self.data = (images.astype(np.float32) / 255.0)[:, None]
-        self.targets = labels.astype(np.int64)
-        self.transform = transform
-
-    @staticmethod
-    def _find(root, name):
-        for candidate in (name, name + ".gz"):
-            path = os.path.join(os.fspath(root), candidate)
-            if os.path.exists(path):
-                return path
-        raise FileNotFoundError(f"neither {name} nor {name}.gz found in {root}")
+    def __init__(self, data, targets, transform=None):
+        self.data, self.targets, self.transform = data, targets, transform
 
     def __len__(self):
         return len(self.targets)
@@ -112,11 +88,7 @@ class MNIST(Dataset):
         return x, self.targets[index]
 
 
-class FashionMNIST(MNIST):
-    """Fashion-MNIST: the same IDX layout and file names as MNIST."""
-
-
-class CIFAR10(Dataset):
+class CIFAR10(ImageDataset):
     """CIFAR-10 from the *binary* version (``data_batch_1.bin`` ... ``test_batch.bin``) in ``root``.
 
     Each record is one label byte and 3,072 pixel bytes (R, G, B planes of 32x32). The pickled
@@ -145,15 +117,5 @@ class CIFAR10(Dataset):
                 raise ValueError(f"{path}: label {rec[:, 0].max()} is out of range 0..9")
             labels.append(rec[:, 0].astype(np.int64))
             images.append(rec[:, 1:].reshape(-1, 3, 32, 32))
-        self.data = np.concatenate(images).astype(np.float32) / 255.0
-        self.targets = np.concatenate(labels)
-        self.transform = transform
-
-    def __len__(self):
-        return len(self.targets)
-
-    def __getitem__(self, index):
-        x = self.data[index]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, self.targets[index]
+        super().__init__(np.concatenate(images).astype(np.float32) / 255.0,
+                         np.concatenate(labels), transform)

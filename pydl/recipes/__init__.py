@@ -22,8 +22,9 @@ from .common import Spec
 # model name -> recipe module (in pydl/recipes/). Order is the order ``pydl train --help`` lists.
 _MODULES = {
     "perceptron": "perceptron",
-    "mlp": "digits",
-    "cnn": "digits",
+    "mlp": "classify",
+    "cnn": "classify",
+    "lenet": "classify",
     "rnn": "sequence",
     "lstm": "sequence",
     "gru": "sequence",

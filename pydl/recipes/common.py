@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,6 +18,45 @@ class Spec:
     epochs: int = 10
     lr: float = 1e-3
     batch_size: int = 32
+    # dataset -> {"epochs": ..., "lr": ..., "batch_size": ...} where it differs from the above
+    per_dataset: dict = field(default_factory=dict)
+
+    def summary(self) -> str:
+        """One line for ``pydl train --help``: what it is, its data and its defaults."""
+        def settings(d):
+            return f"{d['epochs']} epochs, lr {d['lr']:g}, batch {d['batch_size']}"
+
+        others = "".join(f"; on {name}: {settings(self.defaults(name))}"
+                         for name in self.per_dataset)
+        return (f"{self.help} (data: {', '.join(self.datasets)}; defaults: "
+                f"{settings(self.defaults(self.datasets[0]))}{others})")
+
+    def defaults(self, dataset: str) -> dict:
+        """{"epochs", "lr", "batch_size"} for training on ``dataset``."""
+        out = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size}
+        out.update(self.per_dataset.get(dataset, {}))
+        return out
+
+
+# the image datasets a recipe can train on: name -> (image side, number of classes)
+IMAGE_DATASETS = {"digits": 8, "mnist": 28, "fashion_mnist": 28}
+
+
+def load_images(dataset: str, seed: int):
+    """(x_train, y_train, x_test, y_test) of an image dataset, (N, 1, H, W) float32 in [0, 1].
+
+    ``digits``: the shipped 8x8 digits, split by ``split_digits(seed)``. ``mnist`` and
+    ``fashion_mnist``: their official 60,000 / 10,000 split (``pydl.data.mnist``), from files
+    on this machine (``make data`` installs them).
+    """
+    from .. import data
+
+    if dataset == "digits":
+        return split_digits(seed)
+    if dataset not in IMAGE_DATASETS:
+        raise ValueError(f"unknown image dataset {dataset!r}; known: {', '.join(IMAGE_DATASETS)}")
+    (x_tr, y_tr), (x_te, y_te) = getattr(data, dataset)()
+    return x_tr, y_tr, x_te, y_te
 
 
 def split_digits(seed: int, test_fraction: float = 0.2):

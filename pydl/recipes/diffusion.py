@@ -1,4 +1,4 @@
-"""A DDPM on the shipped 8x8 digits (``pydl train --model diffusion``).
+"""A DDPM on the 8x8 digits or MNIST-sized images (``pydl train --model diffusion``).
 
 Trains the U-Net noise predictor with Adam (learning rate decayed to zero along a cosine)
 on the noise-prediction loss, then draws digits with the reverse process.
@@ -14,26 +14,29 @@ import time
 
 import numpy as np
 
-from .common import Spec, out_path, save_image_grid, split_digits
+from .common import Spec, load_images, out_path, save_image_grid
 from .quality import score_samples
 
 SPECS = {
     "diffusion": Spec("DDPM: a small U-Net learns to undo Gaussian noise, then samples digits",
-                      ("digits",), epochs=100, lr=3e-3, batch_size=128),
+                      ("digits", "mnist", "fashion_mnist"), epochs=100, lr=3e-3, batch_size=128,
+                      per_dataset={"mnist": {"epochs": 5, "lr": 2e-3},
+                                   "fashion_mnist": {"epochs": 5, "lr": 2e-3}}),
 }
 TIMESTEPS = 100  # steps of the noising chain; sampling runs the network this many times
 WIDTH = 24  # U-Net channels at 8x8 (2 * WIDTH at 4x4)
 N_SAMPLES = 256  # scored; the first 64 go in the PNG grid
 
 
-def build(seed: int, timesteps: int = TIMESTEPS, width: int = WIDTH):
-    """The DDPM for 8x8 single-channel digits: a U-Net denoiser, cosine noise schedule."""
+def build(seed: int, timesteps: int = TIMESTEPS, width: int = WIDTH, image_shape=(1, 8, 8)):
+    """The DDPM for single-channel images (even sides: the U-Net halves them once): a U-Net
+    denoiser, cosine noise schedule."""
     import pydl
 
     from ..models.diffusion import DDPM, UNet
 
     pydl.manual_seed(seed)
-    return DDPM(UNet(1, width=width), image_shape=(1, 8, 8), timesteps=timesteps,
+    return DDPM(UNet(1, width=width), image_shape=tuple(image_shape), timesteps=timesteps,
                 schedule="cosine")
 
 
@@ -60,10 +63,10 @@ def run(args) -> dict:
 
     from ..train import History, resolve_device
 
-    x_tr, y_tr, x_te, y_te = split_digits(args.seed)
+    x_tr, y_tr, x_te, y_te = load_images(args.dataset, args.seed)
     data = x_tr * 2.0 - 1.0  # [0, 1] -> [-1, 1], the scale of the noise it is mixed with
     device = resolve_device(args.device)  # "auto": the GPU when there is one
-    ddpm = build(args.seed).to(device)
+    ddpm = build(args.seed, image_shape=x_tr.shape[1:]).to(device)
     opt = pydl.optim.Adam(ddpm.parameters(), lr=args.lr)
     steps = args.epochs * ((len(data) + args.batch_size - 1) // args.batch_size)
     sched = pydl.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)  # stepped per batch

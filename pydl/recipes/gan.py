@@ -1,4 +1,4 @@
-"""A GAN on the shipped 8x8 digits (``pydl train --model gan``).
+"""A GAN on the shipped 8x8 digits or MNIST-sized images (``pydl train --model gan``).
 
 Each batch, two Adam steps (betas (0.5, 0.999), the usual choice for GANs: less momentum
 keeps up with an opponent that keeps changing):
@@ -22,26 +22,32 @@ import time
 
 import numpy as np
 
-from .common import Spec, out_path, save_image_grid, split_digits
+from .common import Spec, load_images, out_path, save_image_grid
 from .quality import score_samples
 
 SPECS = {
-    "gan": Spec("GAN: MLP generator against MLP discriminator; samples digits", ("digits",),
-                epochs=200, lr=5e-4, batch_size=64),
+    "gan": Spec("GAN: MLP generator against MLP discriminator; samples digits",
+                ("digits", "mnist", "fashion_mnist"), epochs=200, lr=5e-4, batch_size=64,
+                per_dataset={"mnist": {"epochs": 20, "lr": 2e-4, "batch_size": 64},
+                             "fashion_mnist": {"epochs": 20, "lr": 2e-4, "batch_size": 64}}),
 }
 LATENT_DIM = 32
 N_SAMPLES = 64
 SNAPSHOTS = 4  # sample grids written during training (with --plot), besides the final one
 
 
-def build(seed: int, latent_dim: int = LATENT_DIM):
-    """The generator/discriminator pair for 8x8 single-channel digits."""
+def build(seed: int, latent_dim: int = LATENT_DIM, image_shape=(1, 8, 8)):
+    """The generator/discriminator pair for single-channel images (8x8 digits or 28x28:
+    twice the hidden widths and a latent of 64 for the larger images)."""
     import pydl
 
     from ..models.gan import GAN
 
     pydl.manual_seed(seed)
-    return GAN(latent_dim=latent_dim, image_shape=(1, 8, 8))
+    if image_shape[-1] <= 8:
+        return GAN(latent_dim=latent_dim, image_shape=image_shape)
+    return GAN(latent_dim=2 * latent_dim, image_shape=image_shape, g_hidden=(256, 512),
+               d_hidden=(512, 256))
 
 
 def train_step(gan, opt_d, opt_g, real) -> tuple[float, float]:
@@ -87,11 +93,11 @@ def run(args) -> dict:
 
     from ..train import History, resolve_device
 
-    digits = split_digits(args.seed)
+    digits = load_images(args.dataset, args.seed)
     x_tr = digits[0]
     batch_size = min(args.batch_size, len(x_tr))
     device = resolve_device(args.device)
-    gan = build(args.seed).to(device)
+    gan = build(args.seed, image_shape=x_tr.shape[1:]).to(device)
     opt_d = pydl.optim.Adam(gan.discriminator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     opt_g = pydl.optim.Adam(gan.generator.parameters(), lr=args.lr, betas=(0.5, 0.999))
     fixed_z = pydl.randn(N_SAMPLES, gan.generator.latent_dim, device=device)

@@ -1,4 +1,4 @@
-"""A variational autoencoder on the shipped 8x8 digits (``pydl train --model vae``).
+"""A variational autoencoder on the 8x8 digits or MNIST-sized images (``pydl train --model vae``).
 
 Trains :class:`pydl.models.VAE` with Adam on the negative ELBO (reconstruction + KL, in nats
 per image) and reports it on the held-out digits before and after training. With ``--plot``
@@ -16,11 +16,13 @@ import time
 
 import numpy as np
 
-from .common import Spec, out_path, save_image_grid, split_digits
+from .common import Spec, load_images, out_path, save_image_grid
 
 SPECS = {
     "vae": Spec("variational autoencoder: encoder to a Gaussian latent code, decoder back; "
-                "samples digits", ("digits",), epochs=150, lr=1e-3, batch_size=64),
+                "samples digits", ("digits", "mnist", "fashion_mnist"), epochs=150, lr=1e-3,
+                batch_size=64, per_dataset={"mnist": {"epochs": 10, "batch_size": 128},
+                                            "fashion_mnist": {"epochs": 10, "batch_size": 128}}),
 }
 LATENT_DIM = 8
 N_SAMPLES = 64
@@ -28,14 +30,16 @@ INTERPOLATION_PAIRS = ((0, 6), (1, 7), (3, 8), (4, 9))  # digit classes walked b
 INTERPOLATION_STEPS = 8
 
 
-def build(seed: int, latent_dim: int = LATENT_DIM):
-    """The VAE for 8x8 single-channel digits."""
+def build(seed: int, latent_dim: int = LATENT_DIM, image_shape=(1, 8, 8)):
+    """The VAE for single-channel images: 8x8 digits, or 28x28 (latent 16, hidden 512)."""
     import pydl
 
     from ..models.vae import VAE
 
     pydl.manual_seed(seed)
-    return VAE(image_shape=(1, 8, 8), latent_dim=latent_dim, hidden=256)
+    if image_shape[-1] <= 8:
+        return VAE(image_shape=image_shape, latent_dim=latent_dim, hidden=256)
+    return VAE(image_shape=image_shape, latent_dim=2 * latent_dim, hidden=512)
 
 
 def evaluate(vae, x: np.ndarray, seed: int = 0) -> tuple[float, float]:
@@ -87,8 +91,8 @@ def run(args) -> dict:
     from ..train import History, resolve_device
     from .quality import score_samples
 
-    x_tr, y_tr, x_te, y_te = split_digits(args.seed)
-    vae = build(args.seed).to(resolve_device(args.device))
+    x_tr, y_tr, x_te, y_te = load_images(args.dataset, args.seed)
+    vae = build(args.seed, image_shape=x_tr.shape[1:]).to(resolve_device(args.device))
     device = vae.to_mu.weight.device
     opt = pydl.optim.Adam(vae.parameters(), lr=args.lr)
     start_terms = evaluate(vae, x_te, args.seed)
@@ -133,10 +137,10 @@ def run(args) -> dict:
     pydl.io.save(vae.state_dict(), ckpt)
     files = [ckpt]
     if args.plot:
-        shown = x_te[:32]
-        pairs = np.stack([shown.reshape(4, 8, 1, 8, 8),
-                          reconstructions(vae, shown).reshape(4, 8, 1, 8, 8)], axis=1)
-        files.append(save_image_grid(pairs.reshape(64, 1, 8, 8),
+        shown, shape = x_te[:32], x_te.shape[1:]
+        pairs = np.stack([shown.reshape(4, 8, *shape),
+                          reconstructions(vae, shown).reshape(4, 8, *shape)], axis=1)
+        files.append(save_image_grid(pairs.reshape(64, *shape),
                                      out_path(args, "reconstructions.png"), nrow=8,
                                      title="held-out digits (odd rows), reconstructions (even)"))
         files.append(save_image_grid(samples, out_path(args, "samples.png"), nrow=8,

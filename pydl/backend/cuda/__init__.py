@@ -41,6 +41,7 @@ from .runtime import (
     kernel_source,
     manual_seed,
     nvrtc_version,
+    pin_memory,
     rng,
     set_allow_tf32,
     set_matmul_backend,

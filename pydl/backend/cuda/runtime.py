@@ -206,6 +206,16 @@ def to_numpy(array) -> np.ndarray:
     return array.get()
 
 
+def pin_memory(array: np.ndarray) -> np.ndarray:
+    """A copy of host ``array`` in page-locked memory (CuPy's pinned pool), so that copying it
+    to the GPU is one DMA transfer instead of a staged copy through a driver buffer."""
+    array = np.ascontiguousarray(array)
+    mem = cupy.cuda.alloc_pinned_memory(max(array.nbytes, 1))
+    out = np.frombuffer(mem, dtype=array.dtype, count=array.size).reshape(array.shape)
+    out[...] = array
+    return out
+
+
 def from_numpy(data, dtype=None, device=None):
     """A CuPy array on ``device`` (default: the current one) from NumPy or CuPy data."""
     with cupy.cuda.Device(_device_id(device)):
