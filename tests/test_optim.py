@@ -606,3 +606,26 @@ def test_state_dict_survives_pydl_save_and_load(tmp_path):
     drive(new_opt, resumed, noise, 20, STEPS)
     for a, b in zip(numpy_of(resumed), numpy_of(straight), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_optimizer_step_calls_registered_hooks_first():
+    """The CUDA graph recorder rides on this hook; the optimizer never imports it."""
+    from pydl.backend import optimizer_step_hooks, register_optimizer_step_hook
+
+    p = pydl.tensor([1.0, 2.0], requires_grad=True)
+    p.grad = pydl.ones_like(p)
+    opt = optim.SGD([p], lr=0.5)
+    seen = []
+
+    def hook(optimizer):
+        seen.append((optimizer, p.detach().numpy().copy()))
+
+    register_optimizer_step_hook(hook)
+    register_optimizer_step_hook(hook)  # once per hook
+    try:
+        opt.step()
+    finally:
+        optimizer_step_hooks.remove(hook)
+    assert len(seen) == 1 and seen[0][0] is opt
+    np.testing.assert_array_equal(seen[0][1], [1.0, 2.0])  # called before the update
+    np.testing.assert_array_equal(p.detach().numpy(), [0.5, 1.5])
