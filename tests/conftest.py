@@ -32,10 +32,9 @@ def _optional_parts() -> list[str]:
         lines.append("C++ extension: " + ("active" if cpu.extension_active()
                                            else "built, disabled by PYDL_DISABLE_EXT"))
     try:
-        from pydl.backend import cuda_kernels
+        from pydl.backend import cuda
 
-        lines.append("CUDA compile checks: NVRTC "
-                     + ".".join(map(str, cuda_kernels.nvrtc_version())))
+        lines.append("CUDA compile checks: NVRTC " + ".".join(map(str, cuda.nvrtc_version())))
     except Exception as exc:  # noqa: BLE001 - no CuPy or NVRTC
         lines.append(f"CUDA compile checks: not run ({str(exc).splitlines()[0]})")
     if os.environ.get("PYDL_CUDA_EMULATE") != "1":
