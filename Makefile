@@ -19,7 +19,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 CUDA_EXTRA ?= $(shell nvidia-smi 2>/dev/null | grep -q 'CUDA Version: 12' && echo cuda12 || echo cuda13)
-EXTRAS ?= test,bench,$(CUDA_EXTRA)
+EXTRAS ?= test,bench,dist,$(CUDA_EXTRA)
 TORCH ?= torch==2.13.0
 EMULATE ?= 1
 RESULTS ?= runs/bench

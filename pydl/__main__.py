@@ -8,7 +8,8 @@ import sys
 
 
 def info() -> str:
-    """Version, NumPy, the C++ extension's state and the GPU (or why there is none)."""
+    """Version, NumPy, the C++ extension's state, the GPU (or why there is none) and the
+    distributed backends (or what to install)."""
     import numpy as np
 
     import pydl
@@ -25,7 +26,23 @@ def info() -> str:
         state = "active" if cpu.extension_active() else "built but disabled (PYDL_DISABLE_EXT)"
         lines.append(f"C++ extension: {state}" + _build_line())
     lines.append("GPU: " + _gpu_line())
+    lines.append("distributed: " + _distributed_line())
     return "\n".join(lines)
+
+
+def _distributed_line() -> str:
+    """``MPI <what or why not>; NCCL <what or why not>``, and the launcher if one is running."""
+    from pydl import distributed
+
+    backends = distributed.available_backends()
+    text = f"MPI: {backends['mpi']}; NCCL: {backends['nccl']}"
+    try:
+        found = distributed.launcher_env()
+    except ValueError as exc:
+        return text + f"; launcher variables malformed ({exc})"
+    if found is not None:
+        text += f"; launched by {found[0]}: rank {found[1]} of {found[2]}"
+    return text
 
 
 def _build_line() -> str:

@@ -7,6 +7,8 @@ the common arguments, fills in each model's defaults and writes ``result.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 
 
 def add_arguments(parser):
@@ -118,18 +120,32 @@ def parse(argv) -> argparse.Namespace:
     return fill_defaults(parser.parse_args(argv))
 
 
+@contextlib.contextmanager
+def _quiet_unless_main(is_main_process):
+    """Under ``mpiexec -n N`` only rank 0 prints (errors still reach stderr on every rank)."""
+    if is_main_process():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
 def run(args) -> dict:
     """Run the model's recipe; add the settings to its result; write ``result.json``."""
     from . import recipes
+    from .distributed import init_process_group, is_main_process
     from .recipes.common import write_result
 
     fill_defaults(args)
     check_output_dir(args.out)
-    result = recipes.get(args.model).run(args)
+    init_process_group()  # under mpiexec -n N: join the job (Model.fit trains data-parallel)
+    with _quiet_unless_main(is_main_process):
+        result = recipes.get(args.model).run(args)
     result = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,
               "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, **result}
     files = list(result.pop("files", []))
-    files.append(write_result(args, result))
+    if is_main_process():  # under mpiexec: one result.json, one report
+        files.append(write_result(args, result))
+        print("wrote " + ", ".join(files))
     result["files"] = files
-    print("wrote " + ", ".join(files))
     return result

@@ -102,6 +102,9 @@ class DataLoader:
         prefetch: kept for older code: with ``num_workers=0``, ``prefetch=k`` prepares up
             to k batches in one background thread.
         device: where the batch tensors are placed.
+        sampler: yields the indices of an epoch in order (e.g.
+            ``pydl.distributed.DistributedSampler``, this rank's shard); replaces
+            ``shuffle``. Its ``set_epoch`` (if any) is the caller's to call.
 
     An exception in a worker is raised in the main process with the worker's traceback in
     its message; a worker process that dies is reported with its exit code.
@@ -114,7 +117,7 @@ class DataLoader:
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, collate_fn=None,
                  seed=None, prefetch=0, device=None, num_workers=0, prefetch_factor=2,
                  persistent_workers=False, pin_memory=False, transform=None, generator=None,
-                 worker_type="process", timeout=0):
+                 worker_type="process", timeout=0, sampler=None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if num_workers < 0:
@@ -128,11 +131,14 @@ class DataLoader:
                 f"transform must be a pydl.data.transforms transform (with reseed), got "
                 f"{type(transform).__name__}"
             )
+        if sampler is not None and shuffle:
+            raise ValueError("give shuffle or a sampler, not both (the sampler decides the order)")
         if generator is not None and seed is not None:
             raise ValueError("give seed or generator, not both")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
+        self.sampler = sampler
         self.drop_last = drop_last
         self.collate_fn = collate_fn
         self.transform = transform
@@ -148,12 +154,16 @@ class DataLoader:
         self._pool = None
 
     def __len__(self):
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _batches_of_indices(self):
-        n = len(self.dataset)
-        order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+        if self.sampler is not None:
+            order = np.fromiter(self.sampler, dtype=np.int64)
+        else:
+            order = self._rng.permutation(len(self.dataset)) if self.shuffle else np.arange(
+                len(self.dataset))
+        n = len(order)
         stop = n - n % self.batch_size if self.drop_last else n
         return [order[start:start + self.batch_size] for start in range(0, stop, self.batch_size)]
 

@@ -204,7 +204,7 @@ class ReduceLROnPlateau(_Monitor):
 
 
 class CSVLogger(Callback):
-    """Append one row of logs per epoch to a CSV file."""
+    """Append one row of logs per epoch to a CSV file (under a launcher: rank 0 only)."""
 
     def __init__(self, filename, append=False):
         self.filename = os.fspath(filename)
@@ -212,10 +212,15 @@ class CSVLogger(Callback):
         self._keys = None
 
     def on_train_begin(self, logs=None):
-        if not self.append and os.path.exists(self.filename):
+        from ..distributed import is_main_process
+
+        self._writes = is_main_process()
+        if self._writes and not self.append and os.path.exists(self.filename):
             os.remove(self.filename)
 
     def on_epoch_end(self, epoch, logs=None):
+        if not getattr(self, "_writes", True):
+            return
         logs = logs or {}
         new = not os.path.exists(self.filename)
         if self._keys is None:

@@ -18,11 +18,13 @@ from ..backend import as_device
 from ..creation import get_rng_state, set_rng_state
 from ..creation import tensor as _tensor
 from ..data import DataLoader, TensorDataset
+from ..distributed import is_main_process
 from ..nn import functional as F
 from ..tensor import Tensor
 from . import callbacks as cb
 from .history import History
 from .metrics import get_metric
+from .parallel import fit_parallel
 
 __all__ = ["Model", "Sequential", "get_loss", "get_optimizer", "resolve_device"]
 
@@ -143,6 +145,7 @@ class Model:
         self.device = as_device("cpu")
         self.history = None
         self._rng = np.random.default_rng(0)  # shuffling; saved in training checkpoints
+        self._parallel = self._fit_parallel = None  # data-parallel state under a launcher
 
     # the module's interface, so a Model can be used where a module is expected
     def __call__(self, *args, **kwargs):
@@ -216,6 +219,10 @@ class Model:
         ``validation_split`` holds out the last fraction of (x, y), as Keras does.
         ``device`` is 'cpu', 'cuda' or 'auto'. ``augment`` is a transform applied to each
         input batch (as a NumPy array) during training.
+
+        Under a launcher (``mpiexec -n N``) it trains data-parallel: ``batch_size`` per
+        rank, gradients averaged, metrics over all ranks, output and checkpoints on rank 0
+        only (docs/distributed.md).
         """
         self._require_compiled()
         if device is not None:
@@ -227,6 +234,10 @@ class Model:
             cut = int(len(xs) * (1.0 - validation_split))
             x, y, validation_data = xs[:cut], ys[:cut], (xs[cut:], ys[cut:])
         loader = self._loader(x, y, batch_size, shuffle)
+        self._fit_parallel = parallel = fit_parallel(self)
+        if parallel is not None:
+            loader = parallel.shard(loader)
+            verbose = verbose if parallel.main else 0
         callbacks = list(callbacks or [])
         if verbose:
             callbacks.append(cb.ProgressBar(len(loader), epochs))
@@ -241,6 +252,8 @@ class Model:
         for epoch in range(initial_epoch, epochs):
             for c in callbacks:
                 c.on_epoch_begin(epoch)
+            if parallel is not None:
+                parallel.set_epoch(epoch)
             logs = self._train_epoch(loader, callbacks, augment)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=max(batch_size, 256), verbose=0)
@@ -263,12 +276,14 @@ class Model:
 
     def _train_epoch(self, loader, callbacks, augment):
         self.module.train()
+        parallel = self._fit_parallel
+        net = self.module if parallel is None else parallel.ddp
         total, count = 0.0, 0
         preds, targets = [], []
         for i, (xb, yb) in enumerate(loader):
             if augment is not None:
                 xb = _tensor(augment(_host(xb)), device=self.device)
-            out = self.module(xb)
+            out = net(xb)
             loss = self.loss_fn(out, yb)
             self.optimizer.zero_grad()
             loss.backward()
@@ -284,6 +299,8 @@ class Model:
                 c.on_batch_end(i, {"loss": value, "size": n})
             if self.stop_training:
                 break
+        if parallel is not None:
+            total, count, preds, targets = parallel.reduce(total, count, preds, targets)
         logs = {"loss": total / max(count, 1)}
         logs.update(self._metric_logs(preds, targets))
         return logs
@@ -309,7 +326,7 @@ class Model:
                 targets.append(_host(yb))
         logs = {"loss": total / max(count, 1)}
         logs.update(self._metric_logs(preds, targets))
-        if verbose:
+        if verbose and is_main_process():
             print(" - ".join(f"{k} {v:.4f}" for k, v in logs.items()))
         return logs
 
@@ -326,8 +343,11 @@ class Model:
 
     # -- saving -----------------------------------------------------------------------------
     def save(self, path):
-        """Save the module's weights (safetensors)."""
+        """Save the module's weights (safetensors); under a launcher only rank 0 writes."""
         from ..io import save
+
+        if not is_main_process():
+            return
 
         save(self.module.state_dict(), path)
 
@@ -341,10 +361,13 @@ class Model:
 
     def save_checkpoint(self, path, epoch=None):
         """A full training checkpoint: weights, optimizer, scheduler, epoch, callbacks, RNGs,
-        and the history so far; :meth:`load_checkpoint` resumes from it exactly."""
+        and the history so far; :meth:`load_checkpoint` resumes from it exactly (on any
+        number of processes). Under a launcher only rank 0 writes."""
         from ..io import save
 
         self._require_compiled()
+        if not is_main_process():
+            return
         state = {
             "model": self.module.state_dict(),
             "optimizer": self.optimizer.state_dict(),

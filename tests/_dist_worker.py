@@ -1,0 +1,159 @@
+"""Run by tests/test_distributed.py under ``mpiexec -n 2``: ``python _dist_worker.py SCENARIO
+OUT_DIR``. Each rank writes what the test compares to ``OUT_DIR/SCENARIO-RANK.npz``."""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+import pydl
+import pydl.distributed as dist
+from pydl import nn, optim
+from pydl.data import DataLoader, TensorDataset
+
+N, BATCH, STEPS_EPOCHS = 48, 6, 2  # 48 samples, 6 per rank per step, 2 epochs
+
+
+def data():
+    rng = np.random.default_rng(1)
+    return rng.standard_normal((N, 5)), rng.integers(0, 3, N)
+
+
+def net(double=True):
+    pydl.manual_seed(3)
+    module = nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3))
+    return module.double() if double else module
+
+
+def f64(array):
+    return pydl.tensor(array, dtype=pydl.float64)
+
+
+def params(module):
+    return {f"p{i}": p.data.copy() for i, p in enumerate(module.parameters())}
+
+
+def train(module, loader, sampler, wrap=None):
+    model = module if wrap is None else wrap
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for epoch in range(STEPS_EPOCHS):
+        sampler.set_epoch(epoch)
+        for xb, yb in loader:
+            loss = nn.functional.cross_entropy(model(xb.to(pydl.float64)), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return params(module)
+
+
+def ddp(out, rank, size):
+    """DDP with three bucketings; on rank 0 also one process on the combined batches."""
+    x, y = data()
+    ds = TensorDataset(x, y)
+    result = {}
+    for name, cap in (("one_bucket", 25), ("per_param", 0), ("small", 0.0002)):
+        sampler = dist.DistributedSampler(ds, seed=5)
+        loader = DataLoader(ds, batch_size=BATCH, sampler=sampler)
+        module = net()
+        if rank == 1:  # different weights on rank 1: the wrap must broadcast rank 0's
+            for p in module.parameters():
+                p.data += 1.0
+        wrapped = dist.DistributedDataParallel(module, bucket_cap_mb=cap)
+        result[f"{name}_buckets"] = np.array([len(wrapped.buckets)])
+        for k, v in train(module, loader, sampler, wrapped).items():
+            result[f"{name}_{k}"] = v
+    if rank == 0:
+        sampler = dist.DistributedSampler(ds, num_replicas=1, rank=0, seed=5)
+        loader = DataLoader(ds, batch_size=BATCH * size, sampler=sampler)
+        for k, v in train(net(), loader, sampler).items():
+            result[f"single_{k}"] = v
+    return result
+
+
+def accumulate(out, rank, size):
+    """no_sync: two half-batches accumulated locally, then one synced backward."""
+    x, y = data()
+    module = net()
+    wrapped = dist.DistributedDataParallel(module)
+    opt = optim.SGD(wrapped.parameters(), lr=0.1)
+    shard = slice(rank * 12, rank * 12 + 12)
+    xs, ys = f64(x[shard]), pydl.tensor(y[shard])
+    opt.zero_grad()
+    with wrapped.no_sync():
+        (nn.functional.cross_entropy(wrapped(xs[:6]), ys[:6]) * 0.5).backward()
+    local = {f"local_{i}": p.grad.data.copy() for i, p in enumerate(module.parameters())}
+    (nn.functional.cross_entropy(wrapped(xs[6:]), ys[6:]) * 0.5).backward()
+    opt.step()
+    result = {**local, **params(module)}
+    if rank == 0:  # the reference: each rank's whole shard in one process, grads averaged
+        grads = []
+        for r in range(size):
+            ref = net()
+            xr, yr = f64(x[r * 12:r * 12 + 12]), pydl.tensor(y[r * 12:r * 12 + 12])
+            nn.functional.cross_entropy(ref(xr), yr).backward()
+            grads.append([p.grad.data for p in ref.parameters()])
+        ref = net()
+        for i, p in enumerate(ref.parameters()):
+            result[f"single_p{i}"] = p.data - 0.1 * sum(g[i] for g in grads) / size
+    return result
+
+
+def fit(out, rank, size):
+    """Model.fit under the launcher (float32, as fit feeds it) vs one process on the
+    combined batches."""
+    x, y = data()
+    model = pydl.Model(net(double=False)).compile(optimizer="sgd", lr=0.1, metrics=["accuracy"])
+    ckpt = os.path.join(out, "fit-ckpt.safetensors")
+    hist = model.fit(x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0,
+                     callbacks=[pydl.train.callbacks.ModelCheckpoint(ckpt, monitor="loss")])
+    result = {"loss": np.array(hist.history["loss"]), "acc": np.array(hist.history["accuracy"])}
+    result.update(params(model.module))
+    return result
+
+
+def collectives(out, rank, size):
+    t = pydl.tensor(np.arange(4.0) + 10 * rank)
+    dist.all_reduce(t)
+    m = pydl.tensor(np.arange(4.0) + 10 * rank)
+    dist.all_reduce(m, op="mean")
+    mx = pydl.tensor(np.array([rank, -rank], dtype=np.float32))
+    work = dist.all_reduce(mx, op="max", async_op=True)
+    work.wait()
+    b = pydl.tensor(np.full((2, 3), float(rank)))
+    dist.broadcast(b, src=1)
+    view = pydl.tensor(np.arange(12.0).reshape(3, 4) * (rank + 1))
+    col = view[:, 1]  # a non-contiguous view: reduced through a contiguous copy
+    dist.all_reduce(col)
+    gathered = dist.all_gather(pydl.tensor(np.array([rank, rank * 2], dtype=np.int64)))
+    dist.barrier()
+    return {"sum": t.numpy(), "mean": m.numpy(), "max": mx.numpy(), "bcast": b.numpy(),
+            "col": col.numpy(), "gather": np.stack([g.numpy() for g in gathered])}
+
+
+def fail(out, rank, size):
+    """Rank 1 raises; rank 0 waits in an all-reduce that can never finish."""
+    if rank == 1:
+        raise RuntimeError("rank 1 fails on purpose")
+    dist.all_reduce(pydl.tensor(np.ones(3)))
+    return {}
+
+
+def stuck(out, rank, size):
+    """Rank 1 hangs without failing; rank 0's all-reduce must time out."""
+    if rank == 1:
+        time.sleep(600)
+    dist.all_reduce(pydl.tensor(np.ones(3)))
+    return {}
+
+
+def main():
+    scenario, out = sys.argv[1], sys.argv[2]
+    dist.init_process_group()
+    rank, size = dist.get_rank(), dist.get_world_size()
+    result = globals()[scenario](out, rank, size)
+    np.savez(os.path.join(out, f"{scenario}-{rank}.npz"), **result)
+
+
+if __name__ == "__main__":
+    main()
