@@ -4,8 +4,10 @@ Each process trains a LeNet-style CNN on synthetic 1x28x28 images with a fixed b
 rank (weak scaling: 2 processes do twice the work per step). Reported per world size:
 images/s over all ranks, scaling efficiency (images/s on N / (N x images/s on 1)), and the
 time of the gradient synchronisation (packing, the bucketed all-reduces, unpacking, and
-waiting for the slower rank). The synchronisation runs after backward, so none of it
-overlaps backward yet (docs/distributed.md); the "overlap" column says so.
+waiting for the slower rank; with ``--split-wait`` a barrier before it measures that wait
+separately, so the sync column is then the all-reduce alone). The synchronisation runs
+after backward, so none of it overlaps backward yet (docs/distributed.md); the "overlap"
+column says so.
 
 Before timing, each multi-process run checks that the parameters are bitwise identical on
 every rank (all-gathered), so a broken sync shows up as INVALID instead of a time.
@@ -56,21 +58,25 @@ def worker(args):
     x = pydl.tensor(rng.standard_normal((args.batch, 1, 28, 28)).astype(np.float32),
                     device=device)
     y = pydl.tensor(rng.integers(0, 10, args.batch), device=device)
-    sync_times = []
+    wait_times, sync_times = [], []
 
     def step(timed):
         loss = nn.functional.cross_entropy(ddp(x), y)
         opt.zero_grad()
         loss.backward()
         start = time.perf_counter()
+        if size > 1 and args.split_wait:
+            dist.barrier()  # the time the faster rank waits for the slower one
+        middle = time.perf_counter()
         ddp.sync_gradients()
         if timed:
-            sync_times.append(time.perf_counter() - start)
+            wait_times.append(middle - start)
+            sync_times.append(time.perf_counter() - middle)
         opt.step()
 
     for _ in range(args.warmup):
         step(False)
-    flat = np.concatenate([np.asarray(p.numpy()).ravel() for p in net.parameters()])
+    flat = np.concatenate([p.detach().cpu().numpy().ravel() for p in net.parameters()])
     same = all(np.array_equal(g.numpy(), flat) for g in dist.all_gather(pydl.tensor(flat)))
     dist.barrier()
     start = time.perf_counter()
@@ -83,6 +89,7 @@ def worker(args):
             "procs": size, "valid": bool(same), "seconds": seconds,
             "images_per_s": size * args.batch * args.steps / seconds,
             "sync_ms_per_step": 1e3 * float(np.median(sync_times)) if size > 1 else 0.0,
+            "wait_ms_per_step": 1e3 * float(np.median(wait_times)) if size > 1 else 0.0,
             "step_ms": 1e3 * seconds / args.steps, "buckets": len(ddp.buckets)}), flush=True)
 
 
@@ -92,7 +99,7 @@ def launch(procs, args):
         mpiexec = "mpiexec"
     cmd = [mpiexec, "-n", str(procs), sys.executable, os.path.abspath(__file__), "--worker",
            "--device", args.device, "--batch", str(args.batch), "--steps", str(args.steps),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup)] + (["--split-wait"] if args.split_wait else [])
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -109,6 +116,9 @@ def main():
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--split-wait", action="store_true",
+                        help="a barrier before each sync, to time the wait for the slower rank "
+                             "apart from the all-reduce (adds one barrier per step)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
@@ -122,19 +132,23 @@ def main():
     for p in args.procs:
         ips = float(np.median([r["images_per_s"] for r in runs[p]]))
         sync = float(np.median([r["sync_ms_per_step"] for r in runs[p]]))
+        wait = float(np.median([r["wait_ms_per_step"] for r in runs[p]]))
         step = float(np.median([r["step_ms"] for r in runs[p]]))
         valid = all(r["valid"] for r in runs[p])
         eff = ips / (p / args.procs[0] * base)
         summary[p] = {"images_per_s": ips, "scaling_efficiency": eff, "step_ms": step,
-                      "sync_ms_per_step": sync, "sync_share": sync / step, "valid": valid,
+                      "sync_ms_per_step": sync, "sync_share": sync / step,
+                      "wait_ms_per_step": wait, "valid": valid,
                       "runs": runs[p]}
         rows.append([p, "ok" if valid else "INVALID", f"{ips:.0f}", f"{eff:.2f}", f"{step:.1f}",
-                     f"{sync:.2f} ({100 * sync / step:.0f}%)", "0% (after backward)"])
+                     f"{sync:.2f} ({100 * sync / step:.0f}%)",
+                     f"{wait:.2f}" if args.split_wait else "not split", "0% (after backward)"])
     load = load_note(start_load)
     title = (f"LeNet, batch {args.batch} per rank, {args.device}, median of {args.rounds} "
              f"interleaved rounds; machine: {load}")
     table = print_table(["procs", "check", "images/s", "efficiency", "step ms",
-                         "sync ms/step (share)", "overlap with backward"], rows, title)
+                         "sync ms/step (share)", "wait for slower rank ms",
+                         "overlap with backward"], rows, title)
     payload = {"machine": machine_info(), "args": vars(args), "results": summary}
     paths = write_results("dist_scaling", payload, f"# Data-parallel scaling\n\n{title}\n\n"
                           f"{table}\n")
