@@ -106,7 +106,8 @@ def fit(out, rank, size):
     model = pydl.Model(net(double=False)).compile(optimizer="sgd", lr=0.1, metrics=["accuracy"])
     ckpt = os.path.join(out, "fit-ckpt.safetensors")
     hist = model.fit(x, y, epochs=2, batch_size=BATCH, shuffle=False, verbose=0,
-                     callbacks=[pydl.train.callbacks.ModelCheckpoint(ckpt, monitor="loss")])
+                     callbacks=[pydl.train.callbacks.ModelCheckpoint(
+                         ckpt, monitor="loss", save_training_state=True)])
     result = {"loss": np.array(hist.history["loss"]), "acc": np.array(hist.history["accuracy"])}
     result.update(params(model.module))
     return result

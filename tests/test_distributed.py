@@ -279,8 +279,14 @@ def test_fit_under_mpiexec_matches_one_process_on_the_combined_batch(tmp_path):
         for i, p in enumerate(module.parameters()):
             assert r[f"p{i}"].tobytes() == r0[f"p{i}"].tobytes()
             np.testing.assert_allclose(r[f"p{i}"], p.data, rtol=0, atol=1e-5)
-    assert (tmp_path / "fit-ckpt.safetensors").exists()
     assert "epoch" not in out  # verbose=0: no progress output from any rank
+    # rank 0's training checkpoint resumes in one process: same weights, epoch 2
+    pydl.manual_seed(9)
+    resumed = pydl.Model(nn.Sequential(nn.Linear(5, 7), nn.Tanh(), nn.Linear(7, 3)))
+    resumed.compile(optimizer="sgd", lr=0.1, metrics=["accuracy"])
+    assert resumed.load_checkpoint(str(tmp_path / "fit-ckpt.safetensors")) == 2
+    for i, p in enumerate(resumed.module.parameters()):
+        assert p.data.tobytes() == r0[f"p{i}"].tobytes()
 
 
 @needs_mpi
