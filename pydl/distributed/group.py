@@ -213,8 +213,8 @@ def wait(request, what: str, timeout: float | None = None) -> None:
 
 # MPI moves data only while a rank is inside an MPI call: poll Test (yielding the core
 # between polls) for this long before sleeping between polls. Sleeping from the start made a
-# 180 KB all-reduce ~25x slower; yielding instead of pure spinning made it ~3x faster on the
-# oversubscribed 2-core machine (docs/distributed.md)
+# 180 KB all-reduce ~25x slower; yielding instead of pure spinning made it 2-3.5x faster on
+# the oversubscribed 2-core machine (docs/distributed.md)
 _SPIN_SECONDS = 0.05
 
 
