@@ -80,6 +80,14 @@ def test_launcher_env_reads_each_launcher(env, expected):
     assert dist.launcher_env(env) == expected
 
 
+def test_local_gpu_is_the_local_rank_under_a_launcher(no_launcher):
+    assert dist.group.local_gpu(4, {}) == 0
+    assert dist.group.local_gpu(4, {"PMI_RANK": "5", "PMI_SIZE": "8",
+                                    "MPI_LOCALRANKID": "1"}) == 1
+    assert dist.group.local_gpu(2, {"RANK": "3", "WORLD_SIZE": "4"}) == 1  # 3 % 2
+    assert dist.group.local_gpu(0, {"RANK": "3", "WORLD_SIZE": "4"}) == 0
+
+
 @pytest.mark.parametrize("env, match", [
     ({"PMI_RANK": "x", "PMI_SIZE": "2"}, "PMI_RANK='x' is not an integer"),
     ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2 and WORLD_SIZE=2"),

@@ -19,7 +19,7 @@ import time
 
 __all__ = ["DistributedError", "init_process_group", "destroy_process_group", "is_initialized",
            "get_rank", "get_world_size", "get_local_rank", "is_main_process", "launcher_env",
-           "available_backends", "default_timeout", "wait"]
+           "available_backends", "default_timeout", "wait", "local_gpu"]
 
 _LAUNCHERS = (
     ("mpich", "PMI_RANK", "PMI_SIZE", "MPI_LOCALRANKID"),
@@ -125,6 +125,17 @@ def init_process_group(timeout: float | None = None):
     _group = _Group(rank, size, local, launcher, comm, timeout)
     _select_gpu(local)
     _abort_on_uncaught_exception(comm)
+
+
+def local_gpu(device_count: int, environ=None) -> int:
+    """The GPU index this process uses: its local rank (modulo ``device_count``) under a
+    launcher, else 0. Read from the environment, so it works before ``init_process_group``."""
+    if _group is not None and environ is None:
+        local = _group.local_rank
+    else:
+        found = launcher_env(environ)
+        local = found[3] if found is not None else 0
+    return local % device_count if device_count else 0
 
 
 def _select_gpu(local_rank: int) -> None:

@@ -116,11 +116,17 @@ def get_optimizer(optimizer, params, lr=None):
 
 
 def resolve_device(device):
-    """``"auto"``: the GPU when one is usable, else the CPU; anything else as ``as_device``."""
-    if device == "auto":
-        from .. import cuda
+    """``"auto"``: the GPU when one is usable, else the CPU; anything else as ``as_device``.
+    Under a launcher (``mpiexec``) a GPU named without an index is this process's GPU
+    (its local rank), so the processes do not all crowd onto GPU 0."""
+    from .. import cuda
 
-        return as_device("cuda" if cuda.is_available() else "cpu")
+    if device == "auto":
+        device = "cuda" if cuda.is_available() else "cpu"
+    if device == "cuda":
+        from ..distributed.group import local_gpu
+
+        return as_device(f"cuda:{local_gpu(cuda.device_count())}")
     return as_device(device)
 
 
