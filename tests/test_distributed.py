@@ -122,6 +122,17 @@ def test_collectives_reject_bad_input(no_launcher):
         dist.init_process_group(timeout=0)
 
 
+@needs_mpi
+def test_torchrun_variables_without_an_mpi_launcher_are_refused(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    env.update(RANK="0", WORLD_SIZE="2", LOCAL_RANK="0")
+    code = "import pydl.distributed as d; d.init_process_group()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "MPI started this process alone" in proc.stderr
+
+
 def test_bad_timeout_variable_is_named(no_launcher, monkeypatch):
     monkeypatch.setenv("PYDL_DIST_TIMEOUT", "soon")
     with pytest.raises(ValueError, match="PYDL_DIST_TIMEOUT='soon'"):

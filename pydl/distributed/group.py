@@ -77,13 +77,12 @@ def default_timeout() -> float:
     return seconds
 
 
-def _import_mpi():
+def _import_mpi(size):
     try:
         from mpi4py import MPI
     except ImportError as exc:
-        raise DistributedError(
-            f"a launcher started {os.environ.get('PMI_SIZE') or os.environ.get('WORLD_SIZE')} "
-            f"processes but mpi4py is not importable ({exc}); {INSTALL_HINT}") from None
+        raise DistributedError(f"a launcher started {size} processes but mpi4py is not "
+                               f"importable ({exc}); {INSTALL_HINT}") from None
     return MPI
 
 
@@ -115,8 +114,13 @@ def init_process_group(timeout: float | None = None):
         _group = _Group(rank, size, local, launcher, None, timeout)
         return
     launcher, rank, size, local = found
-    MPI = _import_mpi()
+    MPI = _import_mpi(size)
     comm = MPI.COMM_WORLD
+    if comm.Get_size() == 1 and launcher == "env":
+        raise DistributedError(
+            f"RANK/WORLD_SIZE say rank {rank} of {size}, but MPI started this process alone: "
+            "pydl's collectives run over MPI, so start the job with mpiexec -n N (a launcher "
+            "like torchrun that is not MPI's cannot connect the processes)")
     if comm.Get_size() != size or comm.Get_rank() != rank:
         raise DistributedError(
             f"the launcher says rank {rank} of {size} but MPI says rank {comm.Get_rank()} of "
