@@ -91,6 +91,22 @@ def check_device(device: str) -> None:
                          "CUDA devices")
 
 
+# the recipes that train through Model.fit, which is data-parallel under a launcher; the
+# others have loops of their own
+DATA_PARALLEL_MODELS = ("mlp", "cnn", "lenet", "transformer")
+
+
+def check_data_parallel(model: str) -> None:
+    """Under ``mpiexec -n N`` (N > 1), refuse a model whose recipe is not data-parallel."""
+    from .distributed import get_world_size
+
+    if get_world_size() > 1 and model not in DATA_PARALLEL_MODELS:
+        raise SystemExit(
+            f"pydl train: --model {model} has a training loop of its own that is not "
+            f"data-parallel yet; under mpiexec use one of {', '.join(DATA_PARALLEL_MODELS)}, "
+            "or run it as one process")
+
+
 def check_output_dir(out: str) -> None:
     """Create ``--out`` now and make sure it is writable, so a long run cannot die at saving."""
     import os
@@ -139,6 +155,7 @@ def run(args) -> dict:
     fill_defaults(args)
     check_output_dir(args.out)
     init_process_group()  # under mpiexec -n N: join the job (Model.fit trains data-parallel)
+    check_data_parallel(args.model)
     with _quiet_unless_main(is_main_process):
         result = recipes.get(args.model).run(args)
     result = {"model": args.model, "dataset": args.dataset, "epochs": args.epochs,

@@ -309,6 +309,22 @@ def test_fit_under_mpiexec_matches_one_process_on_the_combined_batch(tmp_path):
 
 
 @needs_mpi
+def test_pydl_train_under_mpiexec(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    base = [_mpiexec(), "-n", "2", sys.executable, "-m", "pydl", "train", "--device", "cpu",
+            "--epochs", "1", "--quiet"]
+    proc = subprocess.run(base + ["--model", "mlp", "--out", str(tmp_path / "mlp")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("test accuracy") == 1  # rank 1 trains but does not print
+    assert (tmp_path / "mlp" / "result.json").exists()
+    proc = subprocess.run(base + ["--model", "gan", "--out", str(tmp_path / "gan")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "--model gan has a training loop of its own" in proc.stderr
+
+
+@needs_mpi
 @pytest.mark.parametrize("scenario", ["fail", "stuck"])
 def test_a_failing_or_stuck_rank_ends_the_job_with_an_error(tmp_path, scenario):
     code, seconds, out, _ = launch(scenario, tmp_path, timeout=120,
