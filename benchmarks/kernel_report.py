@@ -14,9 +14,9 @@ main loop: its length, the share of FFMA/DFMA/HMMA among its instructions, and `
 the fraction of a K-step's math that issues between the loop's global loads and the next
 shared-memory store (near 0 when ptxas sinks the next tile's loads down to the store, so every
 step waits for memory; near 1 when they issue ahead of the math). ``--out DIR`` writes
-kernels_sm80.md and kernels_sm90.md (and .json) there. Exit status 0; 2 when NVRTC or cuobjdump
-is missing or a file fails to compile. ``nvidia-cuda-nvdisasm`` must be installed too
-(cuobjdump calls it).
+kernels_sm80.md and kernels_sm90.md (and .json, and a .png when matplotlib is there). Exit
+status 0; 2 when NVRTC or cuobjdump is missing or a file fails to compile. ``nvidia-cuda-
+nvdisasm`` must be installed too (cuobjdump calls it).
 """
 
 from __future__ import annotations
@@ -347,6 +347,36 @@ def markdown(rows, arch, version) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(rows, arch, version, path) -> bool:
+    """Registers and spills of every kernel, and the GEMM/conv main-loop math share, as a
+    PNG; False when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [r["kernel"].removeprefix("pydl::") for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(16, 0.16 * len(rows) + 1.5), sharey=True)
+    y = range(len(rows))
+    ax1.barh(y, [r["regs"] for r in rows], color="tab:blue", label="registers / thread")
+    ax1.barh(y, [r["spill_st"] for r in rows], color="tab:red", label="spill stores (bytes)")
+    ax1.set_yticks(list(y), names, fontsize=5)
+    ax1.set_ylim(len(rows) - 0.5, -0.5)
+    ax1.legend(fontsize=7, loc="lower right")
+    share = [(r.get("loop") or {}).get("math_share", 0.0) for r in rows]
+    ax2.barh(y, share, color="tab:green", label="main loop FFMA/DFMA/HMMA share")
+    ax2.axvline(0.85, color="k", lw=0.5, ls="--")
+    ax2.set_xlim(0, 1)
+    ax2.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"pydl CUDA kernels, {arch}, NVRTC {version} (ptxas -v, cuobjdump -sass)")
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", nargs="+", default=list(ARCHS), choices=sorted(SM_LIMITS))
@@ -368,6 +398,7 @@ def main(argv=None) -> int:
                 stem = args.out / f"kernels_{arch.replace('_', '')}"
                 stem.with_suffix(".md").write_text(markdown(rows, arch, version))
                 stem.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+                plot(rows, arch, version, stem.with_suffix(".png"))
     except (ToolMissing, RuntimeError) as exc:
         print(f"kernel_report: {exc}", file=sys.stderr)
         return 2

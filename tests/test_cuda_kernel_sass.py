@@ -47,7 +47,6 @@ KNOWN_SPILLS = {
     "pydl::conv2d_forward_kernel<float, 128, 128,": "8x8 tile + gather state: 12-60 B",
     "pydl::conv2d_backward_data_kernel<float, 128, 128,": "8x8 tile + gather state: 16-96 B",
     "pydl::conv2d_backward_weight_kernel<float, 128, 128,": "8x8 tile + k walk state: 32-40 B",
-    "pydl::avg_pool2d_backward_kernel<": "window loops: 20-36 B",
     "pydl::log_softmax_forward_kernel<float, 32, 32>": "32 values per lane: 4-8 B",
     "pydl::log_softmax_backward_kernel<double, 512, 0>": "float64 two-pass row: 24 B",
     "pydl::cross_entropy_forward_kernel<double, 32>": "float64, sm_80: 4 B",
