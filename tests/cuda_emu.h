@@ -64,6 +64,9 @@ inline float __int_as_float(int v) { return emu_bits<float>(v); }
 inline float __uint_as_float(unsigned v) { return emu_bits<float>(v); }
 inline unsigned __float_as_uint(float v) { return emu_bits<unsigned>(v); }
 inline double __longlong_as_double(long long v) { return emu_bits<double>(v); }
+// correctly rounded reciprocals: the host's IEEE division gives exactly that
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline double __drcp_rn(double x) { return 1.0 / x; }
 
 namespace emu {
 

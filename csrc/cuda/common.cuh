@@ -30,6 +30,10 @@ __device__ __forceinline__ float d_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double d_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float d_fma(float a, float b, float c) { return fmaf(a, b, c); }
 __device__ __forceinline__ double d_fma(double a, double b, double c) { return fma(a, b, c); }
+// Correctly rounded 1 / x without the division's out-of-line slow path (whose call makes
+// ptxas save live registers to the stack: spills); for x that is not denormal or huge.
+__device__ __forceinline__ float d_rcp(float x) { return __frcp_rn(x); }
+__device__ __forceinline__ double d_rcp(double x) { return __drcp_rn(x); }
 
 template <typename T> __device__ __forceinline__ bool d_isnan(T x) { return x != x; }
 

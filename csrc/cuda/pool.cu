@@ -124,7 +124,7 @@ avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, i64 tot
                     const int w0 = ow * sw - pw;
                     div = hn * (imin(w0 + kw, W) - imax(w0, 0));
                 }
-                sum += gp[oh * Wo + ow] / T(div);
+                sum += gp[oh * Wo + ow] * d_rcp(T(div));
             }
         }
         gx[i] = sum;

@@ -40,6 +40,7 @@ from .runtime import (
     kernel_dirs,
     kernel_source,
     manual_seed,
+    nvrtc_options,
     nvrtc_version,
     pin_memory,
     rng,
@@ -78,6 +79,13 @@ globals().update(_kernels_of_families())
 def instances() -> dict[str, list[str]]:
     """Every name expression the CUDA backend may launch, by source file."""
     return {family.SOURCE: family.instances() for family in FAMILIES}
+
+
+def launch_block(filename: str, name_expr: str) -> int:
+    """Threads per block the backend launches instance ``name_expr`` of ``filename`` with."""
+    family = next(f for f in FAMILIES if f.SOURCE == filename)
+    own = getattr(family, "launch_block", None)
+    return own(name_expr) if own else runtime.BLOCK
 
 
 def compile_file(filename: str, arch: str = "sm_90", name_expressions=None, options=()) -> dict:

@@ -42,7 +42,8 @@ def _elementwise(kind, approximate, x, inputs, n_out):
     outs = [rt.empty(x.shape, dtype) for _ in range(n_out)]
     if x.size:
         rt.launch(SOURCE, act_name(kind, rt.CTYPES[dtype], approximate),
-                  (rt.grid_1d(x.size),), 256, tuple(arrays) + tuple(outs) + (np.int64(x.size),))
+                  (rt.grid_1d(x.size),), rt.BLOCK,
+                  tuple(arrays) + tuple(outs) + (np.int64(x.size),))
     return [o.astype(x.dtype, copy=False) for o in outs]
 
 

@@ -65,7 +65,7 @@ def _conv_launch(kind, ctype, out, m, ncols, k, groups, vec_a, head, tail):
     min_chunk = 256 if kind != "backward_weight" else 512
     splits, chunk = gemm.split_k(tiles * groups, k, cfg[2], min_chunk, min(64, 65535 // groups))
     target = out if splits == 1 else rt.xp.empty((splits,) + out.shape, out.dtype)
-    rt.launch(SOURCE, conv_name(kind, ctype, cfg, vec_a), (tiles, 1, groups * splits), 256,
+    rt.launch(SOURCE, conv_name(kind, ctype, cfg, vec_a), (tiles, 1, groups * splits), rt.BLOCK,
               head + (target,) + tail + (np.int32(splits), np.int32(chunk)))
     if splits > 1:
         rt.xp.sum(target, axis=0, out=out)

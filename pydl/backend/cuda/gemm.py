@@ -151,6 +151,6 @@ def _gemm(ctype, a, b, trans_a, trans_b, out, m, n, k, batch):
             np.int32(m), np.int32(n), np.int32(k), np.int64(lda), np.int64(ldb),
             np.int64(s_a), np.int64(s_b), np.int64(m * n), np.int32(splits), np.int32(chunk),
         )
-        rt.launch(SOURCE, name_expr, (count, 1, (b1 - b0) * splits), 256, args)
+        rt.launch(SOURCE, name_expr, (count, 1, (b1 - b0) * splits), rt.BLOCK, args)
     if splits > 1:
         rt.xp.sum(target, axis=1, out=out)

@@ -94,7 +94,7 @@ def _multi_tensor(kind, lists, written, scalars, flags):
         ptrs = _POINTER_TABLES.get_or_make(
             key, lambda rows=ptr_rows: rt.upload(np.asarray(rows, np.int64).ravel()))
         chunks, nchunks = _chunk_table([int(params[j].size) for j in idx])
-        rt.launch(SOURCE, rt.typed_name(kind, ctype), (nchunks,), 256,
+        rt.launch(SOURCE, rt.typed_name(kind, ctype), (nchunks,), rt.BLOCK,
                 (ptrs, chunks, np.int32(len(idx)), np.int32(nchunks), rt.null_or(dyn))
                 + values + (np.int32(flags),))
         for dst, src in copies:

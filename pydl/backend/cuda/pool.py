@@ -41,7 +41,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding):
     argmax = rt.empty((n, c, ho, wo), np.int64)
     if y.size:
         rt.launch(SOURCE, rt.typed_name("max_pool2d_forward", ctype), (rt.grid_1d(y.size),),
-                  256, (rt.contig(x), y, argmax, np.int64(y.size))
+                  rt.BLOCK, (rt.contig(x), y, argmax, np.int64(y.size))
                   + _window_args(h, w, ho, wo, kernel_size, stride, padding))
     return y, argmax
 
@@ -54,7 +54,7 @@ def max_pool2d_backward(gy, argmax, x_shape):
     gx = rt.xp.zeros((n, c, h, w), gy.dtype)  # scatter-add target: zeros are part of the result
     if gy.size:
         rt.launch(SOURCE, rt.typed_name("max_pool2d_backward", ctype), (rt.grid_1d(gy.size),),
-                  256, (rt.contig(gy), rt.contig(argmax.astype(np.int64, copy=False)), gx,
+                  rt.BLOCK, (rt.contig(gy), rt.contig(argmax.astype(np.int64, copy=False)), gx,
                    np.int64(gy.size), np.int32(gy.shape[2] * gy.shape[3]), np.int32(h * w)))
     return gx
 
@@ -67,7 +67,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding, count_include_pad=True):
     y = rt.empty((n, c, ho, wo), x.dtype)
     if y.size:
         rt.launch(SOURCE, rt.typed_name("avg_pool2d_forward", ctype), (rt.grid_1d(y.size),),
-                  256, (rt.contig(x), y, np.int64(y.size))
+                  rt.BLOCK, (rt.contig(x), y, np.int64(y.size))
                   + _window_args(h, w, ho, wo, kernel_size, stride, padding)
                   + (np.int32(bool(count_include_pad)),))
     return y
@@ -86,7 +86,7 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include
             gx[...] = 0
         else:
             rt.launch(SOURCE, rt.typed_name("avg_pool2d_backward", ctype),
-                      (rt.grid_1d(gx.size),), 256, (rt.contig(gy), gx, np.int64(gx.size))
+                      (rt.grid_1d(gx.size),), rt.BLOCK, (rt.contig(gy), gx, np.int64(gx.size))
                       + _window_args(h, w, ho, wo, kernel_size, stride, padding)
                       + (np.int32(bool(count_include_pad)),))
     return gx

@@ -27,7 +27,8 @@ def _cell_launch(kind, gates, arrays, hidden):
     total = gates.shape[0] * hidden
     if total:
         rt.launch(SOURCE, rt.typed_name(kind, rt.CTYPES[np.dtype(gates.dtype)]),
-                  (rt.grid_1d(total),), 256, tuple(arrays) + (np.int64(total), np.int32(hidden)))
+                  (rt.grid_1d(total),), rt.BLOCK,
+                  tuple(arrays) + (np.int64(total), np.int32(hidden)))
 
 
 def _output(given, shape, dtype):

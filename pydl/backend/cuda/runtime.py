@@ -235,6 +235,8 @@ def from_numpy(data, dtype=None, device=None):
 
 # CuPy adds -ftz=true and -arch itself when it compiles; compile_file adds them the same way.
 NVRTC_OPTIONS = ("-std=c++17",)
+#: threads per block of every launch except softmax's rows (see each family's launch_block)
+BLOCK = 256
 CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 
 _HERE = Path(__file__).resolve().parent
@@ -335,6 +337,11 @@ def nvrtc_version() -> tuple[int, int]:
     return tuple(_nvrtc().getVersion())
 
 
+def nvrtc_options(arch: str) -> tuple[str, ...]:
+    """The NVRTC options a launch compiles with for ``arch``: ours plus what CuPy adds."""
+    return tuple(NVRTC_OPTIONS) + ("-ftz=true", f"-arch={arch}")
+
+
 def compile_file(name: str, arch: str, name_expressions, options=()) -> dict:
     """Compile kernel file ``name`` with NVRTC for ``arch`` (``sm_80``, ``sm_90``); no GPU.
 
@@ -345,7 +352,7 @@ def compile_file(name: str, arch: str, name_expressions, options=()) -> dict:
     nvrtc = _nvrtc()
     names = list(name_expressions)
     source = kernel_source(name)
-    opts = tuple(NVRTC_OPTIONS) + ("-ftz=true", f"-arch={arch}") + tuple(options)
+    opts = nvrtc_options(arch) + tuple(options)
     start = time.perf_counter()
     prog = nvrtc.createProgram(source, name, (), ())
     try:
@@ -437,8 +444,8 @@ def sm_count() -> int:
 
 
 def grid_1d(total: int) -> int:
-    """Blocks of a 256-thread grid-stride loop over ``total`` elements."""
-    return max(1, min(-(-total // 256), 32 * sm_count()))
+    """Blocks of a ``BLOCK``-thread grid-stride loop over ``total`` elements."""
+    return max(1, min(-(-total // BLOCK), 32 * sm_count()))
 
 
 def _on_device_of(array):

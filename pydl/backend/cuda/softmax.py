@@ -47,10 +47,21 @@ def _row_plan(cols):
     return ROW_BLOCK_THREADS, 0
 
 
+def _block(threads):
+    """Threads per block of a row kernel with ``threads`` per row (4 one-warp rows a block)."""
+    return 128 if threads == 32 else threads
+
+
+def launch_block(name_expr: str) -> int:
+    """Threads per block ``name_expr`` (one of ``instances()``) is launched with."""
+    args = name_expr[name_expr.index("<") + 1 : name_expr.rindex(">")].split(",")
+    return _block(int(args[1]))
+
+
 def _row_grid(rows, threads):
     blocks = -(-rows // 4) if threads == 32 else rows
     rt.check_i32("softmax", blocks=blocks)
-    return blocks, (128 if threads == 32 else threads)
+    return blocks, _block(threads)
 
 
 def _rows(kind, ctype, out, arrays):
