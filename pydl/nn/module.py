@@ -630,7 +630,11 @@ def _nbytes(out) -> int:
 
 
 def _mb(nbytes: int) -> str:
-    return f"{nbytes / 2**20:.2f} MB"
+    """Bytes in the largest unit that keeps the number at least 1 (KB = 1024 bytes)."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.2f} {unit}"
+    return f"{nbytes} B"
 
 
 def _shape_text(out) -> str:
