@@ -148,7 +148,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", help="source tree of the baseline for the overhead rows "
                         "(e.g. `git archive main | tar -x -C /tmp/pydl-main`)")
+    parser.add_argument("--threads", type=int, help="threads for pydl's kernels and numba's "
+                        "(both; default: theirs)")
     args = parser.parse_args()
+    if args.threads:
+        import numba
+
+        pydl.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
     pydl.manual_seed(0)
     over_rows, over = profiler_overhead(args.before)
     t1 = print_table(["tiny step (a*b).sum().backward()", "us / step", "us / op", "ratio",
@@ -160,7 +167,8 @@ def main():
                       "speedup (built-in / numba)"], op_rows,
                      "numba custom ops against the built-in paths (interleaved)")
     info = machine_info(threads=pydl.get_num_threads())
-    md = (f"# Interop benchmarks\n\n{info['date']}, {info['cpu']}, {info['machine_load']}\n\n"
+    md = (f"# Interop benchmarks\n\n{info['date']}, {info['cpu']}, {info['machine_load']}; "
+          f"{info['threads']} thread(s) for pydl's kernels and numba's\n\n"
           f"## Profiler overhead\n\n{t1}\n\n## numba custom ops\n\n{t2}\n")
     paths = write_results("interop", {"machine": info, "profiler": over, "numba_ops": ops}, md)
     print("wrote", *paths, file=sys.stderr)
