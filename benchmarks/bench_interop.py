@@ -1,6 +1,6 @@
 """The profiler's cost, and the numba-written ops against the built-in paths, on the CPU.
 
-1. Profiler overhead per op: ``(a * b).sum().backward()`` on tiny tensors (3 ops forward, 3
+1. Profiler overhead per op: ``(a * b).sum().backward()`` on tiny tensors (2 ops forward, 2
    backward), interleaved, with the profiler never used ("before"), after a profile has been
    entered and left ("after, off"), and while profiling ("on").
 2. ``pydl.custom.bias_gelu`` against ``F.gelu(x + b)`` and ``pydl.custom.layer_norm`` against
@@ -9,8 +9,8 @@
     python benchmarks/bench_interop.py --before /tmp/pydl-main   # writes <results>/interop.*
 
 The overhead rows run each tree in its own process (pure-Python path, PYDL_DISABLE_EXT=1),
-taking turns, nine rounds; "profiler on" scales this tree's time by the on/off ratio
-measured interleaved in this process.
+taking turns, nine rounds, in CPU time (process_time: robust to a shared machine); "profiler
+on" scales this tree's time by the on/off CPU-time ratio measured interleaved in this process.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ for _ in range(2000):
     step()
 means = []
 for _ in range(5):
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: waiting for a busy core does not count
     for _ in range(4000):
         step()
-    means.append((time.perf_counter() - t0) / 4000)
+    means.append((time.process_time() - t0) / 4000)
 print(1e6 * statistics.median(means), pydl.__file__)
 """
 
@@ -63,8 +63,8 @@ def _step_us(src: str) -> float:
 
 
 def profiler_overhead(before: str | None, rounds: int = 9):
-    """us per tiny step: this tree vs ``before`` (a source tree of the baseline), alternating
-    processes; and, in this process, with the profiler on."""
+    """CPU us per tiny step: this tree vs ``before`` (a source tree of the baseline),
+    alternating processes; and, in this process, with the profiler on."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     trees = {"after (this tree), profiler off": here}
     if before:
@@ -92,11 +92,11 @@ def profiler_overhead(before: str | None, rounds: int = 9):
     inproc = time_stats_interleaved({"off": off, "on": on}, min_runs=3000, max_runs=3000,
                                     min_time=0)
     stats["profiler on (in-process ratio on/off applied)"] = (
-        stats["after (this tree), profiler off"] * inproc["on"]["median_ms"]
-        / inproc["off"]["median_ms"])
+        stats["after (this tree), profiler off"] * inproc["on"]["cpu_time_median_ms"]
+        / inproc["off"]["cpu_time_median_ms"])
     base = next(iter(stats.values()))
     base_min = next(iter(best.values()))
-    rows = [[name, f"{us:.1f}", f"{us / 6:.2f}", f"{us / base:.3f}",
+    rows = [[name, f"{us:.1f}", f"{us / 4:.2f}", f"{us / base:.3f}",
              f"{best[name]:.1f} ({best[name] / base_min:.3f})" if name in best else ""]
             for name, us in stats.items()]
     return rows, {"us_per_step": stats, "per_round": times, "in_process": inproc}
@@ -158,9 +158,9 @@ def main():
         numba.set_num_threads(args.threads)
     pydl.manual_seed(0)
     over_rows, over = profiler_overhead(args.before)
-    t1 = print_table(["tiny step (a*b).sum().backward()", "us / step", "us / op", "ratio",
+    t1 = print_table(["tiny step (a*b).sum().backward()", "CPU us / step", "us / call", "ratio",
                       "fastest round us (ratio)"],
-                     over_rows, "Profiler overhead (6 ops per step: 3 forward, 3 backward)")
+                     over_rows, "Profiler overhead (4 calls per step: Mul, Sum, 2 backwards)")
     op_rows, ops = numba_ops()
     t2 = print_table(["op (fwd+bwd, float32)", "shape", "numba ms wall / CPU",
                       "built-in ms wall / CPU",
