@@ -7,7 +7,8 @@ with ``cuda.grid(1)``). Calling the kernel with NumPy arrays runs the CPU versio
 arrays it runs the CUDA version on pydl's current stream (CuPy's), passing the arrays through
 ``__cuda_array_interface__`` without copies. Each version is compiled on first use, once per
 argument types, and numba caches the machine code on disk (``NUMBA_CACHE_DIR``, else
-``__pycache__`` beside the source), so later processes load it instead of compiling.
+``__pycache__`` beside the source), so later processes load it instead of compiling (for
+functions defined in a file: one typed into a REPL or exec'd compiles in every process).
 
 numba is optional (``pip install pydl[numba]``); without it, calling a kernel raises
 ImportError naming the extra.
@@ -16,6 +17,7 @@ ImportError naming the extra.
 from __future__ import annotations
 
 import importlib
+import os
 
 #: threads per block of the CUDA launches
 BLOCK = 256
@@ -27,6 +29,11 @@ def _module(name: str):
     except ImportError as exc:
         raise ImportError(f"numba kernels need {name}: pip install 'pydl[numba]' "
                           f"(numba and numba-cuda)") from exc
+
+
+def _cacheable(fn) -> bool:
+    """numba caches only functions defined in a file (not typed into a REPL or exec'd)."""
+    return os.path.isfile(fn.__code__.co_filename)
 
 
 def _is_cupy(array) -> bool:
@@ -57,7 +64,8 @@ class Kernel:
             if self.cpu_source is None:
                 raise NotImplementedError(f"kernel {self.name!r} has no CPU version")
             numba = _module("numba")
-            self._cpu = numba.njit(parallel=True, cache=True)(self.cpu_source)
+            self._cpu = numba.njit(parallel=True, cache=_cacheable(self.cpu_source))(
+                self.cpu_source)
         return self._cpu
 
     def cuda_dispatcher(self):
@@ -66,7 +74,7 @@ class Kernel:
             if self.cuda_source is None:
                 raise NotImplementedError(f"kernel {self.name!r} has no CUDA version")
             cuda = _module("numba.cuda")
-            self._cuda = cuda.jit(cache=True)(self.cuda_source)
+            self._cuda = cuda.jit(cache=_cacheable(self.cuda_source))(self.cuda_source)
         return self._cuda
 
     def __call__(self, *arrays, threads: int):
