@@ -1,7 +1,11 @@
 """Two fused ops whose kernels are written with numba: bias + GELU, and a row-wise layer norm.
 
 Each kernel has a CPU version (a ``prange`` loop, compiled with ``@njit(parallel=True)``) and a
-CUDA version (one thread per element or per row, compiled with ``@cuda.jit``). They work in the
+CUDA version (one thread per element or per row, compiled with ``@cuda.jit``). The two versions
+repeat the arithmetic on purpose: sharing it through a function both call
+(``numba.extending.register_jitable`` or ``cuda.jit(device=True)``) works at run time, but then
+``numba.cuda.compile_ptx`` asks the CUDA driver for the device while typing the call, so the
+CI check that compiles the kernels without a GPU could not run (numba-cuda 0.30). They work in the
 arrays' dtype and accumulate in float64. ``tests/test_custom_ops.py`` checks them against NumPy
 and with ``gradcheck``, and compiles the CUDA versions to PTX for sm_80 and sm_90.
 """
