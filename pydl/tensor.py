@@ -270,20 +270,20 @@ class Tensor:
 
     @property
     def __cuda_array_interface__(self) -> dict:
-        """Numba's CUDA array interface (version 3) of a CUDA tensor's memory, shared."""
-        if not type(self.data).__module__.startswith("cupy"):
-            raise AttributeError(
-                f"__cuda_array_interface__ exists only on CUDA tensors; this one is on "
-                f"{self.device}")
+        """Numba's CUDA array interface (version 3) of a CUDA tensor's memory, shared; a CPU
+        tensor has none (``hasattr`` is False)."""
+        from .backend import dlpack
+
+        interface = dlpack.cuda_array_interface(self.data)  # AttributeError first, for hasattr
         self._check_exportable("__cuda_array_interface__", RuntimeError)
-        return self.data.__cuda_array_interface__
+        return interface
 
     def _check_exportable(self, what, error):
         # PyTorch's rule and error types: BufferError from __dlpack__, RuntimeError from CAI
         if self._requires_grad:
-            raise error(f"{what}: can't export a tensor that requires grad (autograd "
-                               "would not see writes through the other library); export "
-                               "tensor.detach(), which shares the memory")
+            raise error(f"{what}: can't export a tensor that requires grad (autograd would "
+                        "not see writes through the other library); export tensor.detach(), "
+                        "which shares the memory")
 
     def to(self, *args, dtype=None, device=None, copy=False) -> Tensor:
         """Move to a device and/or convert dtype: ``t.to("cuda")``, ``t.to(pydl.float64)``."""

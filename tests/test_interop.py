@@ -91,6 +91,8 @@ def test_errors():
         pydl.from_dlpack(np.ones(2, np.uint8))
     with pytest.raises(AttributeError, match="only on CUDA tensors"):
         t.__cuda_array_interface__  # noqa: B018
+    # probing a CPU tensor that requires grad is a plain "no" (libraries probe with hasattr)
+    assert not hasattr(pydl.ones(2, requires_grad=True), "__cuda_array_interface__")
 
     class OnVulkan:
         def __dlpack__(self, **kw):
@@ -150,6 +152,8 @@ def test_cupy_round_trip_and_cuda_array_interface():
         t.__dlpack__(stream=0)
     with pytest.raises(BufferError, match="needs a copy"):
         t.__dlpack__(dl_device=(1, 0), copy=False)
+    with pytest.raises(RuntimeError, match="requires grad"):
+        pydl.ones(2, device="cuda", requires_grad=True).__cuda_array_interface__  # noqa: B018
 
 
 @pytest.mark.gpu

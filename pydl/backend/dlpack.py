@@ -38,6 +38,14 @@ def dlpack_device(array) -> tuple[int, int]:
     return (DL_CPU, 0)
 
 
+def cuda_array_interface(array) -> dict:
+    """The ``__cuda_array_interface__`` of a CUDA array (CuPy's); AttributeError elsewhere."""
+    if not _is_cupy(array):
+        raise AttributeError("__cuda_array_interface__ exists only on CUDA tensors; this one "
+                             f"is on the {device_name(dlpack_device(array)[0])}")
+    return array.__cuda_array_interface__
+
+
 def _check_dl_device(array, dl_device, copy):
     """Whether exporting to ``dl_device`` needs a host copy; raise where it cannot be done."""
     if dl_device is None:
