@@ -104,8 +104,11 @@ def export(array, stream=None, max_version=None, dl_device=None, copy=None):
         array = array.copy()  # enqueued on the producer's stream, so the wait below covers it
     if consumer is not None and consumer.ptr != producer.ptr:
         consumer.wait_event(producer.record())
-    # CuPy's own export, told not to synchronize again (we did, above)
-    return array.toDlpack()
+    # CuPy's own export, told not to synchronize again (stream=-1: we did, above)
+    try:
+        return array.__dlpack__(stream=-1, max_version=max_version)
+    except TypeError:  # CuPy 13: no max_version; its legacy export never synchronizes
+        return array.toDlpack()
 
 
 def _export_numpy(array: np.ndarray, max_version, copy):
