@@ -40,7 +40,8 @@ _local = threading.local()
 _active: list = []  # the profiles recording now (innermost last)
 _log_file = None  # where PYDL_KERNEL_LOG writes, when set
 _installs = 0  # profiles + the log: the wrappers stay while this is > 0
-_saved: list = []  # (owner, attribute or key, original) to restore
+_saved: list = []  # (owner, attribute or key, original, kind): the kernel wrappers' originals
+_saved_ops: list = []  # the same for Function.apply and the backwards (only while profiling)
 
 
 # ---------------------------------------------------------------------------- work counts
@@ -231,13 +232,13 @@ def _install_ops():
         finally:
             _end(rec, (), out)
 
-    _saved.append((autograd.Function, "apply", original, "attr"))
+    _saved_ops.append((autograd.Function, "apply", original, "attr"))
     autograd.Function.apply = classmethod(profiled_apply)
     for cls in _function_classes():
         backward = cls.__dict__.get("backward")
         if isinstance(backward, staticmethod):
             fn = backward.__func__
-            _saved.append((cls, "backward", backward, "attr"))
+            _saved_ops.append((cls, "backward", backward, "attr"))
             cls.backward = staticmethod(_timed(fn, cls.__name__, "backward", "-"))
 
 
@@ -254,20 +255,26 @@ def _install(ops: bool):
     if _installs == 0:
         _install_kernels()
     _installs += 1
-    if ops and not any(kind == "attr" and key == "apply" for _, key, _, kind in _saved):
+    if ops and not _saved_ops:
         _install_ops()
+
+
+def _restore(saved: list):
+    while saved:
+        owner, key, original, kind = saved.pop()
+        if kind == "item":
+            owner[key] = original
+        else:
+            setattr(owner, key, original)
 
 
 def _uninstall():
     global _installs
     _installs -= 1
+    if not _active:  # no profile open: ops go back (the kernel log needs only the kernels)
+        _restore(_saved_ops)
     if _installs == 0:
-        while _saved:
-            owner, key, original, kind = _saved.pop()
-            if kind == "item":
-                owner[key] = original
-            else:
-                setattr(owner, key, original)
+        _restore(_saved)
 
 
 def kernel_log_enabled() -> bool:

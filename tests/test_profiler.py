@@ -106,6 +106,13 @@ def test_kernel_log_environment_variable():
                          check=True).stderr
     lines = [line for line in err.splitlines() if line.startswith("pydl kernel matmul")]
     assert len(lines) == 2 and "ms" in lines[0] and "GFLOP/s" in lines[0]
+    # with the log on, a profile still puts Function.apply back when it ends
+    code = ("import pydl; from pydl.autograd import Function; a = Function.__dict__['apply'];"
+            "p = pydl.profiler.profile(); p.__enter__(); p.__exit__(None, None, None);"
+            "assert Function.__dict__['apply'] is a; print('restored')")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "restored"
     env["PYDL_KERNEL_LOG"] = "0"
     err = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stderr
