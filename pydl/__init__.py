@@ -13,6 +13,7 @@ tensor([2., 4., 6.])
 """
 
 import importlib as _importlib
+import os as _os
 
 __version__ = "0.1.0"
 
@@ -41,13 +42,17 @@ from .tensor import (  # noqa: E402
 )
 from .threads import get_num_threads, set_num_threads  # noqa: E402,F401
 
+if _os.environ.get("PYDL_KERNEL_LOG", "0") != "0":  # one log line per kernel call
+    from . import profiler  # noqa: E402,F401
+
 bool = bool_  # noqa: A001 - pydl.bool, as torch.bool
 float = float32  # noqa: A001
 double = float64
 long = int64
 half = float16
 
-_LAZY_MODULES = ("nn", "optim", "data", "train", "io", "models", "cuda", "testing")
+_LAZY_MODULES = ("nn", "optim", "data", "train", "io", "models", "cuda", "testing", "profiler",
+                 "custom")
 _LAZY_NAMES = {
     "Sequential": "train",
     "Model": "train",

@@ -15,7 +15,7 @@ from .backend import as_device, backend_of, get_backend
 from .tensor import Tensor, as_dtype, float32, int64
 
 __all__ = [
-    "tensor", "as_tensor", "from_numpy", "zeros", "ones", "full", "empty", "arange",
+    "tensor", "as_tensor", "from_numpy", "from_dlpack", "zeros", "ones", "full", "empty", "arange",
     "linspace", "eye", "rand", "randn", "randint", "zeros_like", "ones_like", "full_like",
     "empty_like", "rand_like", "randn_like", "randint_like", "manual_seed", "get_rng_state",
     "set_rng_state", "get_array_module",
@@ -89,6 +89,30 @@ def from_numpy(array: np.ndarray) -> Tensor:
     """A CPU tensor sharing memory with a NumPy array (keeping its dtype)."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(array).__name__}")
+    return Tensor._make_leaf(array, False)
+
+
+def from_dlpack(obj, *, copy=None) -> Tensor:
+    """A tensor sharing memory with any DLPack producer (NumPy, PyTorch, CuPy, JAX, pydl...).
+
+    ``obj`` must have ``__dlpack__`` and ``__dlpack_device__``. CPU producers give a CPU
+    tensor, CUDA producers a tensor on the same GPU (synchronized with pydl's current stream).
+    ``copy=True`` copies, ``copy=False`` refuses to. The result is a leaf that does not
+    require grad; writes through either side are seen by the other.
+
+    >>> import numpy as np
+    >>> a = np.arange(3.0)
+    >>> t = from_dlpack(a); t[0] = 7.0; a[0]
+    np.float64(7.0)
+    """
+    from .backend import dlpack
+
+    array = dlpack.import_array(obj, copy=copy)
+    try:
+        as_dtype(array.dtype)
+    except TypeError:
+        raise TypeError(f"from_dlpack: dtype {array.dtype} is not supported by pydl (use "
+                        "float16, float32, float64, int32, int64 or bool)") from None
     return Tensor._make_leaf(array, False)
 
 

@@ -247,6 +247,44 @@ class Tensor:
         arr = backend_of(self.data).to_numpy(self.data)
         return arr if dtype is None else arr.astype(dtype)
 
+    # -- DLPack / CUDA array interface (pydl/backend/dlpack.py) -------------------------
+    def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
+        """A DLPack capsule sharing this tensor's memory (the array-API protocol).
+
+        ``stream`` is the consumer's CUDA stream (the producer makes it wait for pydl's
+        current stream); ``max_version``, ``dl_device`` and ``copy`` as the standard says. As
+        in PyTorch, a tensor that requires grad is refused: export ``t.detach()``, whose data
+        is the same memory. Writes through the consumer are not seen by autograd's in-place
+        checks. Use ``numpy.from_dlpack(t)``, ``torch.from_dlpack(t)``, ``cupy.from_dlpack(t)``.
+        """
+        self._check_exportable("__dlpack__", BufferError)
+        from .backend import dlpack
+
+        return dlpack.export(self.data, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self) -> tuple:
+        """``(device_type, device_id)``: ``(1, 0)`` on the CPU, ``(2, index)`` on CUDA."""
+        from .backend import dlpack
+
+        return dlpack.dlpack_device(self.data)
+
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """Numba's CUDA array interface (version 3) of a CUDA tensor's memory, shared; a CPU
+        tensor has none (``hasattr`` is False)."""
+        from .backend import dlpack
+
+        interface = dlpack.cuda_array_interface(self.data)  # AttributeError first, for hasattr
+        self._check_exportable("__cuda_array_interface__", RuntimeError)
+        return interface
+
+    def _check_exportable(self, what, error):
+        # PyTorch's rule and error types: BufferError from __dlpack__, RuntimeError from CAI
+        if self._requires_grad:
+            raise error(f"{what}: can't export a tensor that requires grad (autograd would "
+                        "not see writes through the other library); export tensor.detach(), "
+                        "which shares the memory")
+
     def to(self, *args, dtype=None, device=None, copy=False) -> Tensor:
         """Move to a device and/or convert dtype: ``t.to("cuda")``, ``t.to(pydl.float64)``."""
         for a in args:

@@ -296,6 +296,20 @@ def test_summary():
     assert not model[0]._forward_hooks
 
 
+def test_summary_memory_and_function_form():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 10))
+    text = nn.summary(model, (2, 1, 8, 8), print_fn=None)
+    conv_row = next(line for line in text.splitlines() if line.startswith("0 (Conv2d)"))
+    assert conv_row.endswith("2.00 KB")  # 2*4*8*8 float32 = 2048 bytes
+    outputs = 2 * 4 * 8 * 8 * 4 * 3 + 2 * 10 * 4  # conv, relu, flatten, linear
+    assert f"Forward pass size (layer outputs): {outputs / 1024:.2f} KB" in text
+    assert f"Input size: {2 * 64 * 4} B" in text
+    assert f"Params size: {(40 + 2570) * 4 / 1024:.2f} KB" in text
+    with pytest.raises(TypeError, match="expects an nn.Module"):
+        nn.summary("model", (1, 2))
+
+
 # -- containers ----------------------------------------------------------------------------
 def test_sequential():
     a, b, c = nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)

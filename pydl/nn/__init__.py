@@ -70,7 +70,7 @@ from .loss import (
     NLLLoss,
     SmoothL1Loss,
 )
-from .module import Module, RemovableHandle
+from .module import Module, RemovableHandle, summary
 from .norm import (
     BatchNorm1d,
     BatchNorm2d,
@@ -97,7 +97,7 @@ from .transformer import (
 __all__ = [
     "functional", "init", "utils",
     "Transformer", "generate_square_subsequent_mask", "scaled_dot_product_attention",
-    "Module", "Parameter", "Buffer", "RemovableHandle",
+    "Module", "Parameter", "Buffer", "RemovableHandle", "summary",
     "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict",
     "Identity", "Linear", "Bilinear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
     "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",

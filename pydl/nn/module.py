@@ -30,7 +30,7 @@ from ..creation import as_tensor, empty
 from ..tensor import Tensor, as_dtype, dtype_name
 from .parameter import Buffer, Parameter
 
-__all__ = ["Module", "RemovableHandle"]
+__all__ = ["Module", "RemovableHandle", "summary"]
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -534,13 +534,14 @@ class Module:
 
     # -- summary -------------------------------------------------------------------------
     def summary(self, input_shape, device=None, dtype=None, print_fn=print) -> str:
-        """Print (and return) a Keras-style table of layers, output shapes and parameters.
+        """Print (and return) a Keras-style table of layers, output shapes, parameters, memory.
 
         ``input_shape`` is the shape of one input batch including the batch dimension, e.g.
         ``(1, 3, 32, 32)``, or a list of shapes for a model with several inputs. A forward
         pass runs in eval mode under ``no_grad`` (training flags are restored after). Each
         row is a leaf layer (or a layer holding its own parameters); totals count shared
-        parameters once.
+        parameters once. Memory: each layer's output bytes, and totals for the input, the
+        layer outputs (the activations a training step keeps, roughly), and the parameters.
 
         >>> text = model.summary((1, 784))
         """
@@ -566,7 +567,7 @@ class Module:
 
         def make_hook(name):
             def hook(mod, args, out):
-                rows.append((name, mod, _shape_text(out)))
+                rows.append((name, mod, _shape_text(out), _nbytes(out)))
             return hook
 
         for name, mod in self.named_modules():
@@ -584,19 +585,22 @@ class Module:
             for m in self.modules():
                 m.__dict__["training"] = modes[id(m)]
 
-        header = ("Layer (type)", "Output Shape", "Param #")
+        header = ("Layer (type)", "Output Shape", "Param #", "Output mem")
         table = [header]
-        for name, mod, shape in rows:
+        for name, mod, shape, out_bytes in rows:
             count = sum(p.numel() for p in mod._parameters.values() if p is not None)
             label = f"{name} ({type(mod).__name__})" if name else type(mod).__name__
-            table.append((label, shape, f"{count:,}"))
-        widths = [max(len(r[i]) for r in table) + 2 for i in range(3)]
+            table.append((label, shape, f"{count:,}", _mb(out_bytes)))
+        widths = [max(len(r[i]) for r in table) + 2 for i in range(4)]
         width = sum(widths)
-        fmt = lambda r: r[0].ljust(widths[0]) + r[1].ljust(widths[1]) + r[2].rjust(widths[2])
+        fmt = lambda r: (r[0].ljust(widths[0]) + r[1].ljust(widths[1]) + r[2].rjust(widths[2])
+                         + r[3].rjust(widths[3]))
         params = list(self.parameters())
         total = sum(p.numel() for p in params)
         trainable = sum(p.numel() for p in params if p.requires_grad)
         size_bytes = sum(p.numel() * p.element_size() for p in params)
+        input_bytes = sum(_nbytes(x) for x in inputs)
+        activation_bytes = sum(r[3] for r in rows)
         lines = [f"Model: {type(self).__name__}", "=" * width, fmt(header), "=" * width]
         lines += [fmt(r) for r in table[1:]]
         lines += [
@@ -604,13 +608,33 @@ class Module:
             f"Total params: {total:,}",
             f"Trainable params: {trainable:,}",
             f"Non-trainable params: {total - trainable:,}",
-            f"Params size: {size_bytes / 2**20:.2f} MB",
+            "-" * width,
+            f"Input size: {_mb(input_bytes)}",
+            f"Forward pass size (layer outputs): {_mb(activation_bytes)}",
+            f"Params size: {_mb(size_bytes)}",
+            f"Estimated total size: {_mb(input_bytes + activation_bytes + size_bytes)}",
             "=" * width,
         ]
         text = "\n".join(lines)
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+def _nbytes(out) -> int:
+    if isinstance(out, Tensor):
+        return out.numel() * out.element_size()
+    if isinstance(out, (tuple, list)):
+        return sum(_nbytes(o) for o in out)
+    return 0
+
+
+def _mb(nbytes: int) -> str:
+    """Bytes in the largest unit that keeps the number at least 1 (KB = 1024 bytes)."""
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.2f} {unit}"
+    return f"{nbytes} B"
 
 
 def _shape_text(out) -> str:
@@ -634,3 +658,15 @@ def _as_host_or_device_array(value, name):
     except Exception as exc:  # noqa: BLE001
         raise TypeError(f"state_dict entry {name!r} is a {type(value).__name__}, not a "
                         "tensor or array") from exc
+
+
+def summary(model: Module, input_shape, **kwargs) -> str:
+    """Keras-style summary of ``model`` for one input batch of ``input_shape``.
+
+    The function form of ``Module.summary`` (same arguments, same table).
+
+    >>> text = pydl.nn.summary(model, (1, 784))
+    """
+    if not isinstance(model, Module):
+        raise TypeError(f"summary expects an nn.Module, got {type(model).__name__}")
+    return model.summary(input_shape, **kwargs)
