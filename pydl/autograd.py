@@ -149,6 +149,10 @@ class Context:
     modified in place in between, backward raises instead of computing a wrong gradient.
     """
 
+    # class-level defaults: set per instance only when used (keeps Function.apply cheap)
+    _saved_src = ()  # per saved array: the input Tensor it is, an output index, or None
+    _tensor_mode = False  # True while the engine runs backward with create_graph
+
     def __init__(self):
         self.needs_input_grad = ()
         self._saved = ()
@@ -184,22 +188,64 @@ class Context:
                     f"{box[0]}, expected {version}). Use an out-of-place op (x = x + y instead "
                     "of x += y) or .clone() the tensor first."
                 )
+        if self._tensor_mode:
+            return self._saved_as_tensors()
         return self._saved
 
-    def _bind_versions(self, tensors):
-        """Record the version of every saved array that is the data of one of ``tensors``."""
-        versions = []
-        for array in self._saved:
+    def _saved_as_tensors(self):
+        """The saved arrays as Tensors linked to the graph (the create_graph path).
+
+        A saved input is the input Tensor itself; a saved output is a fresh Tensor that is
+        output ``i`` of this node (so no tensor is kept alive by the node: no cycle); any
+        other array is a constant.
+        """
+        out = []
+        for k, array in enumerate(self._saved):
             if array is None:
+                out.append(None)
                 continue
-            for t in tensors:
-                if t.data is array:
-                    versions.append((t._version, t._version[0], array.shape))
-                    break
+            src = self._saved_src[k] if k < len(self._saved_src) else None
+            if src is None:  # an intermediate: a constant (numbers stay numbers)
+                out.append(_Tensor._make(array, False) if hasattr(array, "dtype") else array)
+            elif isinstance(src, int):
+                t = _Tensor._make(array, True)
+                t._ctx = self
+                t._out_index = src
+                out.append(t)
+            else:
+                out.append(src)
+        return tuple(out)
+
+    def _bind_versions(self, tensors, n_inputs, raw_outputs):
+        """Record the version of every saved array that is the data of one of ``tensors``.
+
+        ``tensors`` are the op's input tensors and then its outputs (the first ``n_inputs``
+        are inputs); each saved array also remembers which one it is, for create_graph.
+        ``raw_outputs`` are what forward returned (a NumPy scalar from a 0-d op is wrapped
+        into a new array, so it is matched here by identity with forward's value).
+        """
+        versions = []
+        src = []
+        for array in self._saved:
+            found = None
+            if array is not None:
+                for k, t in enumerate(tensors):
+                    if t.data is array:
+                        versions.append((t._version, t._version[0], array.shape))
+                        found = t if k < n_inputs else k - n_inputs
+                        break
+                else:
+                    for k, o in enumerate(raw_outputs):
+                        if o is array:
+                            found = k
+                            break
+            src.append(found)
         self._saved_versions = tuple(versions)
+        self._saved_src = tuple(src)
 
     def _release(self):
         self._saved = ()
+        self._saved_src = ()
         self._inputs = ()
         self._released = True
 
@@ -210,7 +256,15 @@ class Function:
     ``forward(ctx, *args, **kwargs)`` gets Tensor arguments as raw arrays and returns an array
     or a tuple of arrays. ``backward(ctx, *grads)`` gets one gradient array per output and
     returns one gradient (or ``None``) per positional argument of forward.
+
+    ``double_backward = True`` declares that ``backward`` also reads correctly on Tensors
+    (written with operators, methods and ``xp_of(x)``, which answers a Tensor namespace for
+    a Tensor): with ``create_graph`` the engine then calls it with Tensors, recording it.
+    Without it, create_graph still gives correct first derivatives through the op, but
+    differentiating them again raises naming the op.
     """
+
+    double_backward = False
 
     @staticmethod
     def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
@@ -267,7 +321,7 @@ class Function:
             )
             ctx._outputs_meta = tuple((o.shape, o.dtype) for o in outs)
             if ctx._saved:
-                ctx._bind_versions(tensors + results)
+                ctx._bind_versions(tensors + results, len(tensors), out if multiple else (out,))
         return tuple(results) if multiple else results[0]
 
 
@@ -319,12 +373,19 @@ def _topological_order(roots):
     return order
 
 
-def _run(outputs, grad_outputs, retain_graph, capture=None):
+def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
     """Propagate gradients from ``outputs``; accumulate into leaves, or into ``capture``.
 
     ``capture`` maps id(tensor) -> slot index for pydl.grad(); when given, leaves' ``.grad``
     is left untouched and the gradients of the captured tensors are returned.
+
+    Gradients are raw arrays (the fast path), or, with ``create_graph``, Tensors: each
+    Function's backward then runs with grad recording on, its saved arrays come back as
+    Tensors (``Context.saved_tensors``), and what it computes is itself a graph.
     """
+    if create_graph:
+        with enable_grad():
+            return _run_graph(outputs, grad_outputs, retain_graph, capture)
     Tensor = _Tensor
     anomaly = is_anomaly_enabled()
     pending = {}  # id(ctx) -> list of gradient arrays, one per output of that ctx
@@ -348,29 +409,12 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
             prev = leaf_grads.get(id(t))
             leaf_grads[id(t)] = (t, g if prev is None else _as_array(prev[1] + g))
 
-    roots = []
-    for t, g in zip(outputs, grad_outputs):
-        if not t.requires_grad:
-            raise RuntimeError(
-                "element of the outputs does not require grad and has no grad_fn: nothing "
-                "to differentiate (did you compute it under no_grad, or from tensors without "
-                "requires_grad=True?)"
-            )
-        used.add(id(g))
-        t._sync_view()
-        send(t, t._ctx, t._out_index, g)
-        if t._ctx is not None:
-            roots.append(t._ctx)
-
+    roots = _roots(outputs, grad_outputs, send, used)
     for ctx in _topological_order(roots):
         slots = pending.pop(id(ctx), None)
         if slots is None:
             continue
-        if ctx._released:
-            raise RuntimeError(
-                f"{ctx._fn.__name__}: trying to backward through the graph a second time; its "
-                "saved arrays were freed. Pass retain_graph=True to the first backward()."
-            )
+        _check_not_released(ctx)
         ref = next(s for s in slots if s is not None)
         grads = [
             s if s is not None else _zeros_like_meta(m, ref)
@@ -380,28 +424,10 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
             for idx, t in ctx._retained.items():
                 t.grad = Tensor._make(grads[idx].copy(), False)
         in_grads = ctx._fn.backward(ctx, *grads)
-        if not isinstance(in_grads, tuple):
-            in_grads = (in_grads,)
-        inputs = ctx._inputs
-        if len(in_grads) != len(inputs):
-            raise RuntimeError(
-                f"{ctx._fn.__name__}.backward returned {len(in_grads)} gradients but forward "
-                f"took {len(inputs)} inputs"
-            )
-        for edge, g in zip(inputs, in_grads):
-            if g is None or edge is None:
-                continue
-            inp = edge[0]
-            if g.shape != inp.data.shape:
-                raise RuntimeError(
-                    f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
-                    f"for an input of shape {tuple(inp.data.shape)}"
-                )
-            if anomaly:
-                _check_finite(g, f"{ctx._fn.__name__}.backward")
-            if g.dtype != inp.data.dtype:
-                g = g.astype(inp.data.dtype)
-            send(inp, edge[1], edge[2], g)
+        for edge, g in _checked_grads(ctx, in_grads, anomaly):
+            if g.dtype != edge[0].data.dtype:
+                g = g.astype(edge[0].data.dtype)
+            send(edge[0], edge[1], edge[2], g)
         if not retain_graph:
             ctx._release()
 
@@ -416,36 +442,219 @@ def _run(outputs, grad_outputs, retain_graph, capture=None):
     return captured
 
 
-def _default_grads(outputs, grad_outputs):
+def _roots(outputs, grad_outputs, send, used):
+    """Seed ``send`` with each output's gradient; return the graph nodes to start from."""
+    roots = []
+    for t, g in zip(outputs, grad_outputs):
+        if not t.requires_grad:
+            raise RuntimeError(
+                "element of the outputs does not require grad and has no grad_fn: nothing "
+                "to differentiate (did you compute it under no_grad, or from tensors without "
+                "requires_grad=True?)"
+            )
+        used.add(id(g.data) if isinstance(g, _Tensor) else id(g))
+        t._sync_view()
+        send(t, t._ctx, t._out_index, g)
+        if t._ctx is not None:
+            roots.append(t._ctx)
+    return roots
+
+
+def _check_not_released(ctx):
+    if ctx._released:
+        raise RuntimeError(
+            f"{ctx._fn.__name__}: trying to backward through the graph a second time; its "
+            "saved arrays were freed. Pass retain_graph=True to the first backward()."
+        )
+
+
+def _checked_grads(ctx, in_grads, anomaly):
+    """(edge, gradient) pairs of a node's backward result, checked for count and shape."""
+    if not isinstance(in_grads, tuple):
+        in_grads = (in_grads,)
+    inputs = ctx._inputs
+    if len(in_grads) != len(inputs):
+        raise RuntimeError(
+            f"{ctx._fn.__name__}.backward returned {len(in_grads)} gradients but forward "
+            f"took {len(inputs)} inputs"
+        )
+    for edge, g in zip(inputs, in_grads):
+        if g is None or edge is None:
+            continue
+        inp = edge[0]
+        if g.shape != inp.data.shape:
+            raise RuntimeError(
+                f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+                f"for an input of shape {tuple(inp.data.shape)}"
+            )
+        if anomaly:
+            _check_finite(g.data if isinstance(g, _Tensor) else g, f"{ctx._fn.__name__}.backward")
+        yield edge, g
+
+
+def _run_graph(outputs, grad_outputs, retain_graph, capture):
+    """``_run`` with create_graph: gradients are Tensors and every step is recorded."""
+    Tensor = _Tensor
+    anomaly = is_anomaly_enabled()
+    pending, leaf_grads, captured, used = {}, {}, {}, set()
+
+    def send(t, node, index, g):
+        if capture is not None and id(t) in capture:
+            prev = captured.get(id(t))
+            captured[id(t)] = g if prev is None else prev + g
+            if node is None:
+                return
+        if node is not None:
+            slots = pending.setdefault(id(node), [None] * len(node._outputs_meta))
+            prev = slots[index]
+            slots[index] = g if prev is None else prev + g
+        elif capture is None and t.requires_grad:
+            prev = leaf_grads.get(id(t))
+            leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
+
+    roots = _roots(outputs, grad_outputs, send, used)
+    for ctx in _topological_order(roots):
+        slots = pending.pop(id(ctx), None)
+        if slots is None:
+            continue
+        _check_not_released(ctx)
+        ref = next(s for s in slots if s is not None)
+        grads = [
+            s if s is not None else Tensor._make(_zeros_like_meta(m, ref.data), False)
+            for s, m in zip(slots, ctx._outputs_meta)
+        ]
+        if ctx._retained:
+            for idx, t in ctx._retained.items():
+                t.grad = grads[idx]
+        if getattr(ctx._fn, "double_backward", False):
+            ctx._tensor_mode = True
+            try:
+                in_grads = ctx._fn.backward(ctx, *grads)
+            finally:
+                ctx._tensor_mode = False
+        else:
+            in_grads = _backward_without_graph(ctx, grads)
+        depends = None
+        for edge, g in _checked_grads(ctx, in_grads, anomaly):
+            if not isinstance(g, Tensor):
+                g = Tensor._make(_as_array(g), False)
+            if not g._requires_grad:
+                # piecewise-linear ops (relu, clamp...): the gradient is constant in what it
+                # came from; as in PyTorch it still has a graph, whose derivative is zero
+                if depends is None:
+                    depends = [t for t in grads if t._requires_grad] + [
+                        e[0] for e in ctx._inputs if e is not None and e[0]._requires_grad]
+                if depends:
+                    g = _ZeroDerivative.apply(g, *depends)
+            if g.dtype != edge[0].data.dtype:
+                g = g.to(edge[0].data.dtype)
+            send(edge[0], edge[1], edge[2], g)
+        if not retain_graph:
+            ctx._release()
+
+    for t, g in leaf_grads.values():
+        if id(g.data) in used:
+            g = g.clone()  # never let two leaves (or the caller) share one gradient array
+        used.add(id(g.data))
+        t.grad = g if t.grad is None else t.grad + g
+    return captured
+
+
+class _ZeroDerivative(Function):
+    """``value``, recorded as a function of ``depends`` whose derivative is zero."""
+
+    @staticmethod
+    def forward(ctx, value, *depends):
+        ctx.metas = [(d.shape, d.dtype) for d in depends]
+        return value.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        return (None,) + tuple(_zeros_like_meta(m, g.data if isinstance(g, _Tensor) else g)
+                               for m in ctx.metas)
+
+
+class _NoDoubleBackward(Function):
+    """Stands for the backward of an op whose backward is not differentiable yet.
+
+    Its outputs are that op's input gradients, computed by the raw-array backward; they are
+    correct, and differentiating them again raises naming the op (never a silently wrong
+    second derivative).
+    """
+
+    @staticmethod
+    def forward(ctx, *unused, results, op):
+        ctx.op = op
+        return results if len(results) > 1 else results[0]
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError(
+            f"{ctx.op}: its backward is not differentiable yet, so a gradient computed with "
+            "create_graph=True cannot be differentiated through it again (double backward "
+            f"of {ctx.op} is not implemented)"
+        )
+
+
+def _backward_without_graph(ctx, grads):
+    """Run ``ctx``'s raw-array backward; tie its results to a :class:`_NoDoubleBackward`."""
+    raw = ctx._fn.backward(ctx, *(g.data for g in grads))
+    if not isinstance(raw, tuple):
+        raw = (raw,)
+    present = [k for k, g in enumerate(raw) if g is not None]
+    if not present:
+        return raw
+    depends = list(grads) + [e[0] for e in ctx._inputs if e is not None]
+    made = _NoDoubleBackward.apply(
+        *depends, results=tuple(_as_array(raw[k]) for k in present), op=ctx._fn.__name__
+    )
+    made = made if isinstance(made, tuple) else (made,)
+    out = list(raw)
+    for k, t in zip(present, made):
+        out[k] = t
+    return tuple(out)
+
+
+def _default_grads(outputs, grad_outputs, create_graph=False, op="backward()"):
+    """One gradient per output: arrays, or Tensors when ``create_graph``."""
     from .tensor import Tensor
 
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
-    arrays = []
-    for t, g in zip(outputs, grad_outputs):
+    elif len(grad_outputs) != len(outputs):
+        raise RuntimeError(
+            f"{op}: got {len(grad_outputs)} gradients for {len(outputs)} outputs"
+        )
+    result = []
+    for i, (t, g) in enumerate(zip(outputs, grad_outputs)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: output {i} is a {type(t).__name__}, not a Tensor")
         if g is None:
             if t.data.size != 1:
                 raise RuntimeError(
-                    f"backward() on a tensor of shape {tuple(t.shape)} needs a gradient: it is "
-                    "only implicit for single-element outputs. Pass gradient=pydl.ones_like(out) "
-                    "(or reduce first, e.g. out.sum().backward())"
+                    f"{op}: output {i} of shape {tuple(t.shape)} needs a gradient: grad can be "
+                    "implicitly created only for scalar outputs. Pass one of that shape "
+                    "(gradient=/grad_outputs=pydl.ones_like(out)), or reduce first, e.g. "
+                    "out.sum().backward()"
                 )
-            g = _xp(t.data).ones_like(t.data)
-        elif isinstance(g, Tensor):
-            g = g.data
-        else:
-            g = _xp(t.data).asarray(g, dtype=t.data.dtype)
+            g = Tensor._make(_xp(t.data).ones_like(t.data), False)
+        elif not isinstance(g, Tensor):
+            g = Tensor._make(_xp(t.data).asarray(g, dtype=t.data.dtype), False)
         if g.shape != t.data.shape:
             raise RuntimeError(
-                f"gradient of shape {tuple(g.shape)} given for an output of shape "
+                f"{op}: gradient of shape {tuple(g.shape)} given for output {i} of shape "
                 f"{tuple(t.shape)}"
             )
-        arrays.append(g)
-    return arrays
+        result.append(g if create_graph else g.data)
+    return result
 
 
-def backward(tensors, grad_tensors=None, retain_graph=False):
-    """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad``."""
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad``.
+
+    With ``create_graph=True`` the backward pass is itself recorded, so the gradients in
+    ``.grad`` can be differentiated again; ``retain_graph`` defaults to ``create_graph``.
+    """
     from .tensor import Tensor
 
     if isinstance(tensors, Tensor):
@@ -453,34 +662,54 @@ def backward(tensors, grad_tensors=None, retain_graph=False):
         if grad_tensors is not None:
             grad_tensors = [grad_tensors]
     tensors = list(tensors)
-    _run(tensors, _default_grads(tensors, grad_tensors), retain_graph)
+    if retain_graph is None:
+        retain_graph = create_graph
+    grads = _default_grads(tensors, grad_tensors, create_graph)
+    _run(tensors, grads, retain_graph, create_graph=create_graph)
 
 
-def grad(outputs, inputs, grad_outputs=None, retain_graph=False, allow_unused=False):
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
     """Gradients of ``outputs`` with respect to ``inputs``, returned (not stored in ``.grad``).
 
+    ``grad_outputs`` weights non-scalar outputs (needed unless each output has one
+    element); ``create_graph=True`` records the computation so the results can be
+    differentiated again (``retain_graph`` defaults to it); an input the outputs do not
+    depend on raises unless ``allow_unused=True``, which gives ``None`` for it.
+
     >>> x = pydl.tensor(3.0, requires_grad=True)
-    >>> (dx,) = pydl.grad(x * x, [x])   # 6.0
+    >>> (dx,) = pydl.autograd.grad(x * x, [x], create_graph=True)   # 6.0, with a graph
+    >>> (ddx,) = pydl.autograd.grad(dx, [x])                         # 2.0
     """
     from .tensor import Tensor
 
     single_out = isinstance(outputs, Tensor)
     outputs = [outputs] if single_out else list(outputs)
-    if grad_outputs is not None and single_out and not isinstance(grad_outputs, (list, tuple)):
+    if grad_outputs is not None and not isinstance(grad_outputs, (list, tuple)):
         grad_outputs = [grad_outputs]
     inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    for t in inputs:
+    if not inputs:
+        raise RuntimeError("grad: inputs is empty; pass the tensors to differentiate against")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: input {i} is a {type(t).__name__}, not a Tensor")
         if not t.requires_grad:
-            raise RuntimeError("pydl.grad: an input does not require grad")
+            raise RuntimeError(
+                f"grad: input {i} (shape {tuple(t.shape)}) does not require grad; set "
+                "requires_grad=True on it before computing the outputs"
+            )
+    if retain_graph is None:
+        retain_graph = create_graph
     capture = {id(t): i for i, t in enumerate(inputs)}
-    got = _run(outputs, _default_grads(outputs, grad_outputs), retain_graph, capture)
+    grads = _default_grads(outputs, grad_outputs, create_graph, "grad")
+    got = _run(outputs, grads, retain_graph, capture, create_graph)
     result = []
-    for t in inputs:
+    for i, t in enumerate(inputs):
         g = got.get(id(t))
         if g is None and not allow_unused:
             raise RuntimeError(
-                "pydl.grad: one of the inputs was not used to compute the outputs; pass "
-                "allow_unused=True to get None for it"
+                f"grad: input {i} (shape {tuple(t.shape)}) was not used to compute the "
+                "outputs; pass allow_unused=True to get None for it"
             )
-        result.append(None if g is None else Tensor._make(g, False))
+        result.append(g if g is None or isinstance(g, Tensor) else Tensor._make(g, False))
     return tuple(result)

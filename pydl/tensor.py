@@ -318,9 +318,14 @@ class Tensor:
         return bool(self.data.flags.c_contiguous)
 
     # -- autograd ------------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False) -> None:
-        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf."""
-        autograd.backward([self], None if gradient is None else [gradient], retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False) -> None:
+        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf.
+
+        ``create_graph=True`` records the backward pass, so ``.grad`` can be differentiated
+        again; ``retain_graph`` defaults to ``create_graph``.
+        """
+        autograd.backward([self], None if gradient is None else [gradient], retain_graph,
+                          create_graph)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward."""

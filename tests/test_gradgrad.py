@@ -1,0 +1,145 @@
+"""Second derivatives: gradgradcheck over the op tables of tests/test_ops_*.py on every
+device, torch parity of Hessian-vector products, and the create_graph contract."""
+
+import numpy as np
+import pytest
+from test_ops_elementwise import BROADCAST, UNARY
+from test_ops_matmul import SHAPES as MATMUL_SHAPES
+from test_ops_reduce import REDUCTIONS
+from test_ops_shape import CASES as SHAPE_CASES
+
+import pydl
+from pydl.testing import assert_close, gradgradcheck
+
+# ops whose backward is a fused kernel not yet differentiable: create_graph raises for them
+NOT_DOUBLE_DIFFERENTIABLE = {"gelu", "gelu_tanh"}
+# shape cases whose backward still writes into arrays in place (index_add)
+SHAPE_NOT_YET = {"pad-reflect", "pad-replicate", "pad-circular"}
+BINARY = {
+    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b, "pow": lambda a, b: a.abs() ** b,
+    "maximum": pydl.maximum, "minimum": pydl.minimum,
+}
+
+
+def leaf(arr, device):
+    return pydl.tensor(arr, dtype=pydl.float64, device=device, requires_grad=True)
+
+
+def _rng(seed=3):
+    return np.random.default_rng(seed)
+
+
+# -- gradgradcheck over the tables --------------------------------------------------------
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4)], ids=str)
+@pytest.mark.parametrize("name", sorted(set(UNARY) - NOT_DOUBLE_DIFFERENTIABLE))
+def test_unary_gradgradcheck(name, shape, device):
+    fn, _, dom = UNARY[name]
+    assert gradgradcheck(fn, [leaf(dom(_rng(), shape), device)])
+
+
+@pytest.mark.parametrize("shapes", BROADCAST, ids=str)
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_gradgradcheck(name, shapes, device):
+    rng = _rng()
+    a = leaf(rng.uniform(0.5, 1.5, shapes[0]) * rng.choice([-1, 1], shapes[0]), device)
+    b = leaf(rng.uniform(0.5, 1.5, shapes[1]), device)
+    assert gradgradcheck(BINARY[name], [a, b])
+
+
+@pytest.mark.parametrize("dim", [None, 0, (0, 2)], ids=str)
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reduction_gradgradcheck(name, dim, keepdim, device):
+    fn = REDUCTIONS[name][0]
+    x = leaf(_rng().standard_normal((3, 4, 2)), device)
+    # reductions linear in x (sum, mean) have a zero second derivative: square the result
+    assert gradgradcheck(lambda t: fn(t, dim, keepdim) ** 2, [x])
+
+
+@pytest.mark.parametrize("name,shape,fn,ref", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
+def test_shape_gradgradcheck(name, shape, fn, ref, device):
+    if name in SHAPE_NOT_YET:
+        pytest.skip(f"{name}: double backward not implemented yet")
+    x = leaf(_rng().standard_normal(shape), device)
+    # shape ops are linear: cube the result so the first gradient depends on x and its
+    # graph runs through the op's recorded backward
+    assert gradgradcheck(lambda t: fn(t) ** 3, [x])
+
+
+@pytest.mark.parametrize("sa,sb", [s for s in MATMUL_SHAPES if 0 not in s[0] + s[1]], ids=str)
+def test_matmul_gradgradcheck(sa, sb, device):
+    rng = _rng()
+    a, b = leaf(rng.standard_normal(sa), device), leaf(rng.standard_normal(sb), device)
+    assert gradgradcheck(lambda p, q: pydl.matmul(p, q) ** 2, [a, b])
+
+
+@pytest.mark.parametrize("key", [1, (slice(None), slice(None, None, 2)), [0, 2, 2],
+                                 (slice(1, None), [3, 3, 0])], ids=str)
+def test_getitem_gradgradcheck(key, device):
+    x = leaf(_rng().standard_normal((3, 5)), device)
+    assert gradgradcheck(lambda t: t[key] ** 3, [x])
+
+
+# -- torch parity of second derivatives ---------------------------------------------------
+def _hvp(lib, fn, xs, w, vs):
+    """d/dxs of < d(sum w * fn(xs))/dxs , vs >, with pydl or torch."""
+    if lib == "torch":
+        import torch
+
+        y = (fn(*xs) * torch.as_tensor(w)).sum()
+        gs = torch.autograd.grad(y, xs, create_graph=True)
+        z = sum((g * torch.as_tensor(v)).sum() for g, v in zip(gs, vs))
+        if not z.requires_grad:  # torch's gradient is constant here: a zero derivative
+            return [np.zeros(x.shape) for x in xs]
+        out = torch.autograd.grad(z, xs, allow_unused=True, materialize_grads=True)
+        return [(g.detach() + 0).numpy() for g in out]
+    dev = xs[0].device
+    y = (fn(*xs) * pydl.tensor(w, dtype=pydl.float64, device=dev)).sum()
+    gs = pydl.autograd.grad(y, xs, create_graph=True)
+    z = sum((g * pydl.tensor(v, dtype=pydl.float64, device=dev)).sum() for g, v in zip(gs, vs))
+    return [np.asarray(g.detach()) for g in pydl.autograd.grad(z, xs)]
+
+
+def _parity(fn_pydl, fn_torch, arrays, device):
+    torch = pytest.importorskip("torch")
+    rng = _rng(9)
+    ours = [leaf(a, device) for a in arrays]
+    theirs = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in arrays]
+    w = rng.standard_normal(fn_pydl(*[leaf(a, device) for a in arrays]).shape)
+    vs = [rng.standard_normal(a.shape) for a in arrays]
+    got = _hvp("pydl", fn_pydl, ours, w, vs)
+    want = _hvp("torch", fn_torch, theirs, w, vs)
+    for g, e in zip(got, want):
+        assert_close(g, e, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", sorted(set(UNARY) - NOT_DOUBLE_DIFFERENTIABLE))
+def test_unary_second_derivative_torch_parity(name, device):
+    from test_ops_elementwise import _torch_unary
+
+    fn, _, dom = UNARY[name]
+    _parity(fn, _torch_unary()[name], [dom(_rng(), (3, 4))], device)
+
+
+@pytest.mark.parametrize("name", sorted(BINARY))
+def test_binary_second_derivative_torch_parity(name, device):
+    torch = pytest.importorskip("torch")
+    ref = {"maximum": torch.maximum, "minimum": torch.minimum}.get(name, BINARY[name])
+    rng = _rng()
+    _parity(BINARY[name], ref, [rng.uniform(0.5, 1.5, (3, 1)) * rng.choice([-1, 1], (3, 1)),
+                               rng.uniform(0.5, 1.5, (4,))], device)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCTIONS))
+def test_reduction_second_derivative_torch_parity(name, device):
+    torch = pytest.importorskip("torch")
+    ours, _, theirs = REDUCTIONS[name]
+    _parity(lambda t: ours(t, 1, False) ** 2, lambda t: theirs(torch, t, 1, False) ** 2,
+            [_rng().standard_normal((3, 4, 2))], device)
+
+
+def test_matmul_second_derivative_torch_parity(device):
+    rng = _rng()
+    _parity(lambda a, b: (a @ b).tanh(), lambda a, b: (a @ b).tanh(),
+            [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))], device)
