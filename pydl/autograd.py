@@ -424,10 +424,22 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
             for idx, t in ctx._retained.items():
                 t.grad = Tensor._make(grads[idx].copy(), False)
         in_grads = ctx._fn.backward(ctx, *grads)
-        for edge, g in _checked_grads(ctx, in_grads, anomaly):
-            if g.dtype != edge[0].data.dtype:
-                g = g.astype(edge[0].data.dtype)
-            send(edge[0], edge[1], edge[2], g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        inputs = ctx._inputs
+        if len(in_grads) != len(inputs):
+            _wrong_count(ctx, in_grads)
+        for edge, g in zip(inputs, in_grads):  # the hot loop: _checked_grads, inlined
+            if g is None or edge is None:
+                continue
+            inp = edge[0]
+            if g.shape != inp.data.shape:
+                _wrong_shape(ctx, g, inp)
+            if anomaly:
+                _check_finite(g, f"{ctx._fn.__name__}.backward")
+            if g.dtype != inp.data.dtype:
+                g = g.astype(inp.data.dtype)
+            send(inp, edge[1], edge[2], g)
         if not retain_graph:
             ctx._release()
 
@@ -468,25 +480,33 @@ def _check_not_released(ctx):
         )
 
 
+def _wrong_count(ctx, in_grads):
+    raise RuntimeError(
+        f"{ctx._fn.__name__}.backward returned {len(in_grads)} gradients but forward "
+        f"took {len(ctx._inputs)} inputs"
+    )
+
+
+def _wrong_shape(ctx, g, inp):
+    raise RuntimeError(
+        f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
+        f"for an input of shape {tuple(inp.data.shape)}"
+    )
+
+
 def _checked_grads(ctx, in_grads, anomaly):
     """(edge, gradient) pairs of a node's backward result, checked for count and shape."""
     if not isinstance(in_grads, tuple):
         in_grads = (in_grads,)
     inputs = ctx._inputs
     if len(in_grads) != len(inputs):
-        raise RuntimeError(
-            f"{ctx._fn.__name__}.backward returned {len(in_grads)} gradients but forward "
-            f"took {len(inputs)} inputs"
-        )
+        _wrong_count(ctx, in_grads)
     for edge, g in zip(inputs, in_grads):
         if g is None or edge is None:
             continue
         inp = edge[0]
         if g.shape != inp.data.shape:
-            raise RuntimeError(
-                f"{ctx._fn.__name__}.backward returned a gradient of shape {tuple(g.shape)} "
-                f"for an input of shape {tuple(inp.data.shape)}"
-            )
+            _wrong_shape(ctx, g, inp)
         if anomaly:
             _check_finite(g.data if isinstance(g, _Tensor) else g, f"{ctx._fn.__name__}.backward")
         yield edge, g
@@ -637,15 +657,19 @@ def _default_grads(outputs, grad_outputs, create_graph=False, op="backward()"):
                     "(gradient=/grad_outputs=pydl.ones_like(out)), or reduce first, e.g. "
                     "out.sum().backward()"
                 )
-            g = Tensor._make(_xp(t.data).ones_like(t.data), False)
-        elif not isinstance(g, Tensor):
-            g = Tensor._make(_xp(t.data).asarray(g, dtype=t.data.dtype), False)
+            g = _xp(t.data).ones_like(t.data)
+        elif isinstance(g, Tensor):
+            g = g if create_graph else g.data
+        else:
+            g = _xp(t.data).asarray(g, dtype=t.data.dtype)
         if g.shape != t.data.shape:
             raise RuntimeError(
                 f"{op}: gradient of shape {tuple(g.shape)} given for output {i} of shape "
                 f"{tuple(t.shape)}"
             )
-        result.append(g if create_graph else g.data)
+        if create_graph and not isinstance(g, Tensor):
+            g = Tensor._make(g, False)
+        result.append(g)
     return result
 
 
@@ -664,7 +688,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     tensors = list(tensors)
     if retain_graph is None:
         retain_graph = create_graph
-    grads = _default_grads(tensors, grad_tensors, create_graph)
+    if grad_tensors is None and not create_graph and len(tensors) == 1 and \
+            type(tensors[0]) is Tensor and tensors[0].data.size == 1:
+        grads = [_xp(tensors[0].data).ones_like(tensors[0].data)]  # loss.backward(): fast
+    else:
+        grads = _default_grads(tensors, grad_tensors, create_graph)
     _run(tensors, grads, retain_graph, create_graph=create_graph)
 
 

@@ -143,3 +143,78 @@ def test_matmul_second_derivative_torch_parity(device):
     rng = _rng()
     _parity(lambda a, b: (a @ b).tanh(), lambda a, b: (a @ b).tanh(),
             [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))], device)
+
+
+# -- the create_graph contract ------------------------------------------------------------
+def test_backward_create_graph_twice_through_shared_graph(device):
+    x = leaf(np.array([0.5, -1.0, 2.0]), device)
+    y = (x ** 3).sum()
+    y.backward(create_graph=True)  # retain_graph defaults to create_graph
+    g1 = x.grad
+    assert g1.requires_grad
+    assert_close(np.asarray(g1.detach()), 3 * np.array([0.5, -1.0, 2.0]) ** 2)
+    y.backward(create_graph=True)  # the graph was retained: gradients accumulate
+    assert_close(np.asarray(x.grad.detach()), 6 * np.array([0.5, -1.0, 2.0]) ** 2)
+    x.grad = None
+    g1.sum().backward()  # d/dx sum(3 x^2) = 6x
+    assert_close(np.asarray(x.grad.detach()), 6 * np.array([0.5, -1.0, 2.0]))
+
+
+def test_grad_returns_and_leaves_grad_untouched(device):
+    x = leaf(np.array([1.0, 2.0]), device)
+    (g,) = pydl.autograd.grad((x * x).sum(), [x], create_graph=True)
+    assert x.grad is None and g.requires_grad
+    (h,) = pydl.autograd.grad(g.sum(), x)
+    assert_close(np.asarray(h), np.array([2.0, 2.0]))
+    assert not h.requires_grad
+
+
+def test_grad_without_create_graph_frees_the_graph(device):
+    x = leaf(np.array([1.0, 2.0]), device)
+    y = (x.exp()).sum()
+    pydl.autograd.grad(y, [x])
+    with pytest.raises(RuntimeError, match="second time"):
+        pydl.autograd.grad(y, [x])
+
+
+def test_grad_allow_unused(device):
+    x, z = leaf(np.array([1.0]), device), leaf(np.array([2.0]), device)
+    with pytest.raises(RuntimeError, match=r"input 1 \(shape \(1,\)\) was not used"):
+        pydl.autograd.grad((x * 2).sum(), [x, z])
+    gx, gz = pydl.autograd.grad((x * 2).sum(), [x, z], allow_unused=True)
+    assert gz is None and np.asarray(gx).tolist() == [2.0]
+
+
+def test_grad_non_scalar_outputs_need_grad_outputs(device):
+    x = leaf(np.array([1.0, 2.0]), device)
+    with pytest.raises(RuntimeError, match=r"grad: output 0 of shape \(2,\) needs a gradient"):
+        pydl.autograd.grad(x * x, [x])
+    (g,) = pydl.autograd.grad(x * x, [x], grad_outputs=pydl.ones_like(x))
+    assert np.asarray(g).tolist() == [2.0, 4.0]
+    with pytest.raises(RuntimeError, match=r"gradient of shape \(3,\) given for output 0"):
+        pydl.autograd.grad(x * x, [x], grad_outputs=pydl.ones(3, dtype=pydl.float64))
+    with pytest.raises(RuntimeError, match="input 0 .* does not require grad"):
+        pydl.autograd.grad((x * x).sum(), [x.detach()])
+
+
+def test_grad_outputs_with_a_graph_are_differentiated(device):
+    x = leaf(np.array([1.5]), device)
+    v = leaf(np.array([2.0]), device)
+    (g,) = pydl.autograd.grad(x * x, [x], grad_outputs=v, create_graph=True)  # 2 x v
+    gx, gv = pydl.autograd.grad(g.sum(), [x, v])
+    assert np.asarray(gx).tolist() == [4.0] and np.asarray(gv).tolist() == [3.0]
+
+
+def test_op_without_double_backward_raises_naming_it(device):
+    x = pydl.tensor(_rng().standard_normal((1, 1, 4, 4)), dtype=pydl.float64, device=device,
+                    requires_grad=True)
+    w = pydl.tensor(_rng(4).standard_normal((2, 1, 3, 3)), dtype=pydl.float64, device=device,
+                    requires_grad=True)
+    y = pydl.nn.functional.conv2d(x, w).pow(2).sum()
+    gx, gw = pydl.autograd.grad(y, [x, w], create_graph=True)
+    # first derivatives through conv are still right
+    gx_ref, gw_ref = pydl.autograd.grad(pydl.nn.functional.conv2d(x, w).pow(2).sum(), [x, w])
+    assert_close(gx.detach(), gx_ref) and assert_close(gw.detach(), gw_ref)
+    assert gx.requires_grad
+    with pytest.raises(RuntimeError, match="Conv2d: its backward is not differentiable yet"):
+        pydl.autograd.grad(gx.sum(), [x])
