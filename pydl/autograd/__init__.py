@@ -136,7 +136,7 @@ def _check_finite(array, what: str) -> None:
 
 
 def _xp(array):
-    from .backend import backend_of
+    from ..backend import backend_of
 
     return backend_of(array).xp
 
@@ -637,7 +637,7 @@ def _backward_without_graph(ctx, grads):
 
 def _default_grads(outputs, grad_outputs, create_graph=False, op="backward()"):
     """One gradient per output: arrays, or Tensors when ``create_graph``."""
-    from .tensor import Tensor
+    from ..tensor import Tensor
 
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
@@ -679,7 +679,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
     With ``create_graph=True`` the backward pass is itself recorded, so the gradients in
     ``.grad`` can be differentiated again; ``retain_graph`` defaults to ``create_graph``.
     """
-    from .tensor import Tensor
+    from ..tensor import Tensor
 
     if isinstance(tensors, Tensor):
         tensors = [tensors]
@@ -709,7 +709,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     >>> (dx,) = pydl.autograd.grad(x * x, [x], create_graph=True)   # 6.0, with a graph
     >>> (ddx,) = pydl.autograd.grad(dx, [x])                         # 2.0
     """
-    from .tensor import Tensor
+    from ..tensor import Tensor
 
     single_out = isinstance(outputs, Tensor)
     outputs = [outputs] if single_out else list(outputs)
