@@ -327,6 +327,19 @@ class Tensor:
         autograd.backward([self], None if gradient is None else [gradient], retain_graph,
                           create_graph)
 
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` each time the gradient for this tensor is computed; a
+        non-None return replaces the gradient. Returns a handle with ``remove()``."""
+        from .autograd.hooks import register_hook
+
+        return register_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """On a leaf: call ``hook(tensor)`` after backward has updated ``tensor.grad``."""
+        from .autograd.hooks import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward."""
         if self._ctx is None:

@@ -31,6 +31,8 @@ import threading
 
 import numpy as np
 
+from . import hooks as _hooks
+
 __all__ = [
     "Function",
     "Context",
@@ -152,6 +154,7 @@ class Context:
     # class-level defaults: set per instance only when used (keeps Function.apply cheap)
     _saved_src = ()  # per saved array: the input Tensor it is, an output index, or None
     _tensor_mode = False  # True while the engine runs backward with create_graph
+    _hooks = None  # output index -> hooks registered on that output tensor (hooks.py)
 
     def __init__(self):
         self.needs_input_grad = ()
@@ -420,6 +423,8 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
             s if s is not None else _zeros_like_meta(m, ref)
             for s, m in zip(slots, ctx._outputs_meta)
         ]
+        if ctx._hooks:
+            _node_hooks(ctx, grads)
         if ctx._retained:
             for idx, t in ctx._retained.items():
                 t.grad = Tensor._make(grads[idx].copy(), False)
@@ -443,7 +448,11 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
         if not retain_graph:
             ctx._release()
 
+    hooked = _hooks._leaf_hooks
     for t, g in leaf_grads.values():
+        pre = hooked and _hooks.leaf_pre_hooks(t)
+        if pre:
+            g = _hooks.run_hooks(pre, g, t.shape)
         if id(g) in used or getattr(g, "base", None) is not None:
             g = g.copy()  # never let two leaves (or the caller) share one gradient array
         used.add(id(g))
@@ -451,7 +460,18 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
             t.grad = Tensor._make(g, False)
         else:
             t.grad = Tensor._make(_as_array(t.grad.data + g), False)
+        post = hooked and _hooks.leaf_post_hooks(t)
+        if post:
+            for hook in list(post.values()):
+                hook(t)
     return captured
+
+
+def _node_hooks(ctx, grads):
+    """Run the hooks registered on a node's output tensors over their gradients."""
+    for idx, hooks in ctx._hooks.items():
+        if hooks:
+            grads[idx] = _hooks.run_hooks(hooks, grads[idx], ctx._outputs_meta[idx][0])
 
 
 def _roots(outputs, grad_outputs, send, used):
@@ -543,6 +563,8 @@ def _run_graph(outputs, grad_outputs, retain_graph, capture):
             s if s is not None else Tensor._make(_zeros_like_meta(m, ref.data), False)
             for s, m in zip(slots, ctx._outputs_meta)
         ]
+        if ctx._hooks:
+            _node_hooks(ctx, grads)
         if ctx._retained:
             for idx, t in ctx._retained.items():
                 t.grad = grads[idx]
@@ -573,10 +595,17 @@ def _run_graph(outputs, grad_outputs, retain_graph, capture):
             ctx._release()
 
     for t, g in leaf_grads.values():
+        pre = _hooks._leaf_hooks and _hooks.leaf_pre_hooks(t)
+        if pre:
+            g = _hooks.run_hooks(pre, g, t.shape)
         if id(g.data) in used:
             g = g.clone()  # never let two leaves (or the caller) share one gradient array
         used.add(id(g.data))
         t.grad = g if t.grad is None else t.grad + g
+        post = _hooks._leaf_hooks and _hooks.leaf_post_hooks(t)
+        if post:
+            for hook in list(post.values()):
+                hook(t)
     return captured
 
 

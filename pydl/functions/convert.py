@@ -53,6 +53,22 @@ class Clone(Function):
         return g
 
 
+class ModuleBackwardHook(Function):
+    """Identity on a module's tensor inputs; its backward calls the module's full backward
+    hooks with all input gradients at once (``state.call``), which may replace them."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, *arrays, state):
+        ctx.state = state
+        return tuple(a.copy() for a in arrays)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.state.call(grads)
+
+
 def cast(t, dtype):
     """``t`` converted to ``dtype``; the gradient flows back between float dtypes."""
     return Cast.apply(t, dtype)
