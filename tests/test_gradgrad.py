@@ -12,7 +12,7 @@ import pydl
 from pydl.testing import assert_close, gradgradcheck
 
 # ops whose backward is a fused kernel not yet differentiable: create_graph raises for them
-NOT_DOUBLE_DIFFERENTIABLE = {"gelu", "gelu_tanh"}
+NOT_DOUBLE_DIFFERENTIABLE = set()
 # shape cases whose backward still writes into arrays in place (index_add)
 SHAPE_NOT_YET = {"pad-reflect", "pad-replicate", "pad-circular"}
 BINARY = {
@@ -218,3 +218,40 @@ def test_op_without_double_backward_raises_naming_it(device):
     assert gx.requires_grad
     with pytest.raises(RuntimeError, match="Conv2d: its backward is not differentiable yet"):
         pydl.autograd.grad(gx.sum(), [x])
+
+
+# -- kernel-backed ops whose create_graph backward composes differentiable ops -------------
+F = pydl.nn.functional
+KERNEL_OPS = {
+    "softmax-last": (lambda x: F.softmax(x, dim=-1), (3, 5)),
+    "softmax-dim0": (lambda x: F.softmax(x, dim=0), (4, 3, 2)),
+    "softmax-0d": (lambda x: F.softmax(x, dim=0) * x, ()),
+    "log_softmax-last": (lambda x: F.log_softmax(x, dim=-1), (3, 5)),
+    "log_softmax-dim1": (lambda x: F.log_softmax(x, dim=1), (2, 4, 3)),
+    "gelu": (F.gelu, (3, 4)),
+    "gelu_tanh": (lambda x: F.gelu(x, approximate="tanh"), (3, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(KERNEL_OPS))
+def test_kernel_op_gradgradcheck(name, device):
+    fn, shape = KERNEL_OPS[name]
+    assert gradgradcheck(fn, [leaf(_rng().standard_normal(shape), device)])
+
+
+def test_kernel_op_second_derivative_torch_parity(device):
+    torch = pytest.importorskip("torch")
+    tf = torch.nn.functional
+    x = _rng().standard_normal((3, 5))
+    _parity(lambda t: F.softmax(t, dim=0), lambda t: tf.softmax(t, dim=0), [x], device)
+    _parity(lambda t: F.log_softmax(t, dim=-1), lambda t: tf.log_softmax(t, dim=-1), [x],
+            device)
+    _parity(F.gelu, tf.gelu, [x], device)
+
+
+def test_linear_and_dropout_gradgradcheck(device):
+    rng = _rng()
+    x, w, b = (leaf(rng.standard_normal(s), device) for s in [(2, 3, 4), (5, 4), (5,)])
+    assert gradgradcheck(lambda p, q, r: F.linear(p, q, r).tanh(), [x, w, b])
+    mask = pydl.tensor(rng.random((3, 4)) > 0.5, device=device)
+    assert gradgradcheck(lambda p: F.dropout(p, 0.0) * p * mask, [leaf(rng.random((3, 4)), device)])

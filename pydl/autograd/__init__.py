@@ -195,6 +195,15 @@ class Context:
             return self._saved_as_tensors()
         return self._saved
 
+    def output_tensor(self, index, array):
+        """Output ``index`` of this node as a Tensor holding ``array`` (its value, in any
+        layout-equivalent copy): for a backward under create_graph that needs the output
+        it saved in another layout. Its gradient flows back into this node."""
+        t = _Tensor._make(array, True)
+        t._ctx = self
+        t._out_index = index
+        return t
+
     def _saved_as_tensors(self):
         """The saved arrays as Tensors linked to the graph (the create_graph path).
 

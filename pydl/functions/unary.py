@@ -308,6 +308,8 @@ class LeakyRelu(Function):
 class Gelu(Function):
     """Saves x and the CDF that forward computed, so backward evaluates no erf (or tanh)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, approximate):
         y, cdf = backend_of(a).gelu_forward(a, approximate)
@@ -318,7 +320,19 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, g):
         a, cdf = ctx.saved_tensors
+        if isinstance(g, Tensor):  # create_graph: the derivative composed from recorded ops
+            return g * _gelu_derivative(a, ctx.approximate), None
         return backend_of(a).gelu_backward(g, a, cdf, ctx.approximate), None
+
+
+def _gelu_derivative(a, approximate):
+    """d gelu / da on a Tensor, from differentiable ops (the create_graph path)."""
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        t = (c * (a + 0.044715 * a * a * a)).tanh()
+        return 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * (c * (1 + 3 * 0.044715 * a * a))
+    cdf = 0.5 * (1 + (a * (1 / math.sqrt(2.0))).erf())
+    return cdf + a * (-0.5 * a * a).exp() * (1 / math.sqrt(2 * math.pi))
 
 
 class Elu(Function):
