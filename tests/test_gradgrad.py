@@ -255,3 +255,21 @@ def test_linear_and_dropout_gradgradcheck(device):
     assert gradgradcheck(lambda p, q, r: F.linear(p, q, r).tanh(), [x, w, b])
     mask = pydl.tensor(rng.random((3, 4)) > 0.5, device=device)
     assert gradgradcheck(lambda p: F.dropout(p, 0.0) * p * mask, [leaf(rng.random((3, 4)), device)])
+
+
+MORE = {
+    "max-dim": (lambda x: x.max(dim=1)[0] ** 2, (3, 4)),
+    "min-dim-keep": (lambda x: pydl.min(x, dim=0, keepdim=True)[0] ** 2, (3, 4)),
+    "cumsum": (lambda x: x.cumsum(1) ** 3, (3, 4)),
+    "cat": (lambda x: pydl.cat([x, x * 2], dim=1) ** 3, (2, 3)),
+    "stack": (lambda x: pydl.stack([x, x.exp()], dim=0) ** 2, (2, 3)),
+    "split": (lambda x: x.split(2, dim=1)[1] ** 3 + x.split(2, dim=1)[0].sum(), (2, 4)),
+    "chunk-all": (lambda x: pydl.cat(x.chunk(2, dim=0), dim=1) ** 3, (4, 3)),
+    "unbind": (lambda x: pydl.stack(x.unbind(0)[::-1]) ** 3, (3, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_ops_gradgradcheck(name, device):
+    fn, shape = MORE[name]
+    assert gradgradcheck(fn, [leaf(_rng().standard_normal(shape), device)])

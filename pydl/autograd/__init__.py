@@ -17,7 +17,9 @@ together, as in PyTorch::
 ``Mul.apply(x, y)`` unwraps Tensor arguments to arrays, runs ``forward``, wraps the result in
 a Tensor and, when a gradient is needed, links it to ``ctx`` (the graph node). ``backward``
 receives arrays and returns arrays (or ``None``), one per positional argument of
-``forward``; gradients already have the input's shape.
+``forward``; gradients already have the input's shape. With ``create_graph=True`` a
+Function that declares ``double_backward = True`` gets Tensors instead, and its backward is
+recorded (docs/architecture.md, "Higher-order gradients").
 
 :func:`backward` walks the graph iteratively in reverse topological order, so graphs of any
 depth (a 100,000-op chain, a long RNN unroll) work without recursion.
