@@ -406,23 +406,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
     leaf_grads = {}  # id(leaf) -> (leaf, gradient)
     captured = {}
     used = set()  # ids of arrays already handed to a leaf: the next leaf gets a copy
-
-    def send(t, node, index, g):
-        """Add gradient ``g`` to output ``index`` of graph node ``node`` (tensor ``t``)."""
-        g = _as_array(g)
-        if capture is not None and id(t) in capture:
-            prev = captured.get(id(t))
-            captured[id(t)] = g if prev is None else _as_array(prev + g)
-            if node is None:
-                return
-        if node is not None:
-            slots = pending.setdefault(id(node), [None] * len(node._outputs_meta))
-            prev = slots[index]
-            slots[index] = g if prev is None else _as_array(prev + g)
-        elif capture is None and t.requires_grad:
-            prev = leaf_grads.get(id(t))
-            leaf_grads[id(t)] = (t, g if prev is None else _as_array(prev[1] + g))
-
+    send = _sender(capture, pending, leaf_grads, captured, _as_array)
     roots = _roots(outputs, grad_outputs, send, used)
     for ctx in _topological_order(roots):
         slots = pending.pop(id(ctx), None)
@@ -483,6 +467,33 @@ def _node_hooks(ctx, grads):
     for idx, hooks in ctx._hooks.items():
         if hooks:
             grads[idx] = _hooks.run_hooks(hooks, grads[idx], ctx._outputs_meta[idx][0])
+
+
+def _same(g):
+    return g
+
+
+def _sender(capture, pending, leaf_grads, captured, wrap):
+    """The function that adds a gradient ``g`` to output ``index`` of graph node ``node``
+    (tensor ``t``): into ``pending`` (per node), ``leaf_grads`` or ``captured``. ``wrap``
+    keeps NumPy scalars arrays (``_as_array``) or, for Tensors, is ``_same``."""
+
+    def send(t, node, index, g):
+        g = wrap(g)
+        if capture is not None and id(t) in capture:
+            prev = captured.get(id(t))
+            captured[id(t)] = g if prev is None else wrap(prev + g)
+            if node is None:
+                return
+        if node is not None:
+            slots = pending.setdefault(id(node), [None] * len(node._outputs_meta))
+            prev = slots[index]
+            slots[index] = g if prev is None else wrap(prev + g)
+        elif capture is None and t.requires_grad:
+            prev = leaf_grads.get(id(t))
+            leaf_grads[id(t)] = (t, g if prev is None else wrap(prev[1] + g))
+
+    return send
 
 
 def _roots(outputs, grad_outputs, send, used):
@@ -548,21 +559,7 @@ def _run_graph(outputs, grad_outputs, retain_graph, capture):
     Tensor = _Tensor
     anomaly = is_anomaly_enabled()
     pending, leaf_grads, captured, used = {}, {}, {}, set()
-
-    def send(t, node, index, g):
-        if capture is not None and id(t) in capture:
-            prev = captured.get(id(t))
-            captured[id(t)] = g if prev is None else prev + g
-            if node is None:
-                return
-        if node is not None:
-            slots = pending.setdefault(id(node), [None] * len(node._outputs_meta))
-            prev = slots[index]
-            slots[index] = g if prev is None else prev + g
-        elif capture is None and t.requires_grad:
-            prev = leaf_grads.get(id(t))
-            leaf_grads[id(t)] = (t, g if prev is None else prev[1] + g)
-
+    send = _sender(capture, pending, leaf_grads, captured, _same)
     roots = _roots(outputs, grad_outputs, send, used)
     for ctx in _topological_order(roots):
         slots = pending.pop(id(ctx), None)

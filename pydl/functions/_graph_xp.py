@@ -61,34 +61,7 @@ class GraphNamespace:
 
         return creation.ones_like(x)
 
-    # -- elementwise ---------------------------------------------------------------------------
-    def exp(self, x):
-        return x.exp()
-
-    def log(self, x):
-        return x.log()
-
-    def sqrt(self, x):
-        return x.sqrt()
-
-    def sin(self, x):
-        return x.sin()
-
-    def cos(self, x):
-        return x.cos()
-
-    def tanh(self, x):
-        return x.tanh()
-
-    def abs(self, x):
-        return x.abs()
-
-    def sign(self, x):
-        return x.sign()
-
-    def isfinite(self, x):
-        return x.isfinite()
-
+    # -- elementwise: exp, log, sqrt, sin, cos, tanh, abs, sign, isfinite (set below) ----
     def maximum(self, a, b):
         from .unary import maximum
 
@@ -144,6 +117,20 @@ class GraphNamespace:
 
     def copy(self, x):
         return x.clone()
+
+
+def _method(name):
+    def call(self, x):
+        return getattr(x, name)()
+
+    call.__name__ = name
+    call.__doc__ = f"``x.{name}()``: pydl's recorded op."
+    return call
+
+
+for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
+    setattr(GraphNamespace, _name, _method(_name))
+del _name
 
 
 def _shape_args(shape):
