@@ -273,3 +273,20 @@ MORE = {
 def test_more_ops_gradgradcheck(name, device):
     fn, shape = MORE[name]
     assert gradgradcheck(fn, [leaf(_rng().standard_normal(shape), device)])
+
+
+def test_saving_outputs_makes_no_reference_cycle(device):
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        x = leaf(np.array([0.5, 1.0]), device)
+        y = x.exp().sigmoid()  # both save their outputs
+        ref = weakref.ref(y)
+        (g,) = pydl.autograd.grad(y.sum(), [x], create_graph=True)
+        (h,) = pydl.autograd.grad(g.sum(), [x])
+        del y, g, h
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()
