@@ -37,6 +37,9 @@ def add_arguments(parser):
                         help="also write training curves (and, for generative models, sample "
                              "grids) as PNG")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--gradient-penalty", type=float, default=0.0, metavar="WEIGHT",
+                        help="gan only: add WEIGHT * a WGAN-GP gradient penalty to the "
+                             "discriminator loss (default 0: off)")
 
 
 def fill_defaults(args):
@@ -59,6 +62,11 @@ def fill_defaults(args):
             raise SystemExit(f"pydl train: --{name.replace('_', '-')} must be at least 1")
     if not args.lr > 0:
         raise SystemExit(f"pydl train: --lr must be positive, got {args.lr:g}")
+    gp = getattr(args, "gradient_penalty", 0.0)
+    if gp and args.model != "gan":
+        raise SystemExit(f"pydl train: --gradient-penalty is for --model gan, not {args.model!r}")
+    if not gp >= 0:
+        raise SystemExit(f"pydl train: --gradient-penalty must be >= 0, got {gp:g}")
     check_device(args.device)
     if args.plot:
         check_plotting()

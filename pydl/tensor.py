@@ -356,9 +356,27 @@ class Tensor:
         return bool(self.data.flags.c_contiguous)
 
     # -- autograd ------------------------------------------------------------------------
-    def backward(self, gradient=None, retain_graph=False) -> None:
-        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf."""
-        autograd.backward([self], None if gradient is None else [gradient], retain_graph)
+    def backward(self, gradient=None, retain_graph=None, create_graph=False) -> None:
+        """Accumulate the gradient of this tensor into the ``.grad`` of every leaf.
+
+        ``create_graph=True`` records the backward pass, so ``.grad`` can be differentiated
+        again; ``retain_graph`` defaults to ``create_graph``.
+        """
+        autograd.backward([self], None if gradient is None else [gradient], retain_graph,
+                          create_graph)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` each time the gradient for this tensor is computed; a
+        non-None return replaces the gradient. Returns a handle with ``remove()``."""
+        from .autograd.hooks import register_hook
+
+        return register_hook(self, hook)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        """On a leaf: call ``hook(tensor)`` after backward has updated ``tensor.grad``."""
+        from .autograd.hooks import register_post_accumulate_grad_hook
+
+        return register_post_accumulate_grad_hook(self, hook)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward."""

@@ -107,3 +107,49 @@ def test_gan_recipe_samples_look_like_digits(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 0
     assert (tmp_path / "loss.png").stat().st_size > 0
     assert len(list(tmp_path.glob("samples_epoch*.png"))) == 3
+
+
+def test_gradient_penalty_gradients_match_torch(device):
+    """The WGAN-GP penalty differentiates the discriminator twice: its gradient with respect
+    to the weights must match PyTorch's (real == fake, so the random mix point is fixed)."""
+    torch = pytest.importorskip("torch")
+    from pydl.recipes.gan import gradient_penalty
+
+    d = Discriminator(image_shape=(1, 4, 4), hidden=(6, 5)).double().to(device).eval()
+    linears = [m for m in d.modules() if isinstance(m, pydl.nn.Linear)]
+    layers = []
+    for i, m in enumerate(linears):
+        tl = torch.nn.Linear(m.in_features, m.out_features).double()
+        with torch.no_grad():
+            tl.weight.copy_(torch.tensor(m.weight.detach().numpy()))
+            tl.bias.copy_(torch.tensor(m.bias.detach().numpy()))
+        layers += [tl] if i == len(linears) - 1 else [tl, torch.nn.LeakyReLU(0.2)]
+    tnet = torch.nn.Sequential(torch.nn.Flatten(), *layers)
+    x = np.random.default_rng(0).random((3, 1, 4, 4))
+
+    penalty = gradient_penalty(d, *(pydl.tensor(x, dtype=pydl.float64, device=device),) * 2)
+    penalty.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    (tg,) = torch.autograd.grad(tnet(tx).sum(), [tx], create_graph=True)
+    tpen = ((tg.reshape(3, -1).norm(dim=1) - 1) ** 2).mean()
+    tpen.backward()
+    assert abs(float(penalty.detach()) - float(tpen.detach())) < 1e-12
+    def host(p, tp):
+        # the last bias does not reach the penalty: torch leaves its grad None, pydl gives
+        # zeros (a constant backward result gets a zero-derivative node, docs/architecture.md)
+        return (np.zeros(p.shape) if p.grad is None else p.grad.numpy(),
+                np.zeros(p.shape) if tp.grad is None else tp.grad.numpy())
+
+    for m, tl in zip(linears, [layer for layer in layers if isinstance(layer, torch.nn.Linear)]):
+        for p, tp in ((m.weight, tl.weight), (m.bias, tl.bias)):
+            np.testing.assert_allclose(*host(p, tp), rtol=1e-9, atol=1e-12)
+    assert linears[0].weight.grad is not None
+
+
+def test_train_step_with_gradient_penalty_is_finite(device):
+    gan = GAN(latent_dim=16).to(device)
+    opt_d, opt_g = _adam(gan.discriminator), _adam(gan.generator)
+    real = pydl.tensor(_digits(64), device=device)
+    for _ in range(3):
+        d_loss, g_loss = train_step(gan, opt_d, opt_g, real, gp_weight=10.0)
+        assert np.isfinite(d_loss) and np.isfinite(g_loss)

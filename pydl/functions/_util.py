@@ -14,8 +14,28 @@ _FLOAT_KINDS = "f"
 
 
 def xp_of(array):
-    """The array module (numpy or cupy) that owns ``array``."""
+    """The array module (numpy or cupy) that owns ``array``.
+
+    For a Tensor (a backward running under ``create_graph``) it is the namespace of
+    recorded ops in ``_graph_xp``, never NumPy: NumPy would silently detach the tensor.
+    """
+    if isinstance(array, Tensor):
+        from ._graph_xp import namespace_of
+
+        return namespace_of(array)
     return backend_of(array).xp
+
+
+def astype(x, dtype):
+    """``x`` in ``dtype`` (no copy when it already is), for an array or a Tensor."""
+    if isinstance(x, Tensor):
+        return x if x.dtype == dtype else x.to(dtype)
+    return x.astype(dtype, copy=False)
+
+
+def copy(x):
+    """A fresh copy of an array, or a recorded clone of a Tensor."""
+    return x.clone() if isinstance(x, Tensor) else x.copy()
 
 
 def sum_to_shape(grad, shape):

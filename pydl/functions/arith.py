@@ -17,6 +17,8 @@ def _shape(x):
 
 
 class Add(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -32,6 +34,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -47,6 +51,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         # keep only what backward needs (d/da needs b, d/db needs a): x * 2 saves nothing
@@ -67,6 +73,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.shapes = (_shape(a), _shape(b))
@@ -83,6 +91,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         return -a
@@ -93,6 +103,8 @@ class Neg(Function):
 
 
 class Pow(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         out = a ** b

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import backend_of, get_backend
+from ._util import astype
 
 __all__ = ["cast", "to_device", "clone", "contiguous"]
 
 
 class Cast(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dtype):
         ctx.src = a.dtype
@@ -16,7 +19,7 @@ class Cast(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.astype(ctx.src) if ctx.src.kind == "f" else None, None
+        return astype(g, ctx.src) if ctx.src.kind == "f" else None, None
 
 
 class ToDevice(Function):
@@ -39,6 +42,8 @@ def _device_of(a):
 
 
 class Clone(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         return a.copy()
@@ -46,6 +51,22 @@ class Clone(Function):
     @staticmethod
     def backward(ctx, g):
         return g
+
+
+class ModuleBackwardHook(Function):
+    """Identity on a module's tensor inputs; its backward calls the module's full backward
+    hooks with all input gradients at once (``state.call``), which may replace them."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, *arrays, state):
+        ctx.state = state
+        return tuple(a.copy() for a in arrays)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return ctx.state.call(grads)
 
 
 def cast(t, dtype):

@@ -210,6 +210,8 @@ def _normalize_key(x: Tensor, key, op: str = "index"):
 
 # -- x[key] ----------------------------------------------------------------------------------
 class GetItem(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, key, advanced):
         ctx.key, ctx.advanced, ctx.in_shape = key, advanced, a.shape
@@ -221,6 +223,8 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         gx = xp_of(g).zeros(ctx.in_shape, dtype=g.dtype)
+        if isinstance(g, Tensor):  # create_graph: a recorded scatter-add of g
+            return index_put(gx, ctx.key, g, accumulate=True), None, None
         if ctx.advanced:
             _index_add(gx, ctx.key, g)
         else:

@@ -101,6 +101,8 @@ def _rows(shape) -> int:
 
 
 class MatMul(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         a2s, b2s, batch, (m, k, n), out_shape = _plan(a.shape, b.shape)
@@ -124,6 +126,11 @@ class MatMul(Function):
         a, b = ctx.saved_tensors
         a2s, b2s, batch, (m, k, n) = ctx.plan
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if isinstance(g, Tensor):  # create_graph: the same products as recorded matmuls
+            g2 = g.reshape(batch + (m, n))
+            ga = sum_to_shape(g2 @ b.reshape(b2s).mT, a2s).reshape(a.shape) if need_a else None
+            gb = sum_to_shape(a.reshape(a2s).mT @ g2, b2s).reshape(b.shape) if need_b else None
+            return ga, gb
         xp = xp_of(g)
         ga = gb = None
         a2, b2 = a.reshape(a2s), b.reshape(b2s)

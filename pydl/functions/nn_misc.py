@@ -29,6 +29,8 @@ __all__ = [
 class Linear(Function):
     """y = x @ w.T + b over the last axis of x (any leading dims)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, w, b):
         be = backend_of(x)
@@ -42,6 +44,12 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, gy):
         x, w = ctx.saved_tensors
+        if isinstance(gy, Tensor):  # create_graph: the same products as recorded matmuls
+            gy2 = gy.reshape(-1, w.shape[0])
+            need = ctx.needs_input_grad
+            return ((gy2 @ w).reshape(x.shape) if need[0] else None,
+                    gy2.mT @ x.reshape(-1, x.shape[-1]) if need[1] else None,
+                    gy2.sum(axis=0) if need[2] else None)
         be = backend_of(gy)
         xp = be.xp
         gy2 = xp.ascontiguousarray(gy).reshape(-1, w.shape[0])
@@ -86,6 +94,8 @@ def linear(input, weight, bias=None):  # noqa: A002
 # -- dropout ---------------------------------------------------------------------------------
 class Dropout(Function):
     """x * mask, the mask already scaled by 1 / (1 - p)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, mask):

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor, dtype_name
-from ._util import normalize_axis, xp_of
+from ._util import astype, copy, normalize_axis, xp_of
 from .unary import _as_tensor
 
 __all__ = [
@@ -86,7 +86,7 @@ def _expand(g, shape, axes, keepdim):
     xp = xp_of(g)
     if not keepdim:
         g = g.reshape(_kept_shape(shape, axes))
-    return xp.broadcast_to(g, shape).copy()
+    return copy(xp.broadcast_to(g, shape))
 
 
 def _keepdims_view(out, shape, axes, keepdim):
@@ -123,6 +123,8 @@ def _int_accumulator(x, dtype):
 
 # -- Functions ---------------------------------------------------------------------------------
 class Sum(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         ctx.meta = (a.shape, axes, keepdim)
@@ -135,6 +137,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         xp = xp_of(a)
@@ -153,6 +157,8 @@ class Mean(Function):
 
 class Var(Function):
     """Variance (``root=False``) or standard deviation (``root=True``), two-pass."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, axes, keepdim, correction, root):
@@ -191,7 +197,7 @@ class Var(Function):
         if root:  # d std = d var / (2 std); zero where std is zero (as PyTorch)
             std = _keepdims_view(out, shape, axes, keepdim)
             scale = xp.where(std > 0, 1.0 / (denom * xp.where(std > 0, std, 1)), 0)
-            scale = scale.astype(a.dtype, copy=False)
+            scale = astype(scale, a.dtype)
         else:
             scale = 2.0 / denom
         return dev * scale * _expand(g, shape, axes, keepdim), None, None, None, None
@@ -200,8 +206,12 @@ class Var(Function):
 class Std(Var):
     """Standard deviation: ``Var`` with ``root=True`` (its own name in ``grad_fn``)."""
 
+    double_backward = True
+
 
 class LogSumExp(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim):
         xp = xp_of(a)
@@ -257,6 +267,8 @@ class Prod(Function):
 class Amax(Function):
     """max/min over several axes; ties share the gradient evenly (as PyTorch's amax)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axes, keepdim, largest):
         xp = xp_of(a)
@@ -272,13 +284,14 @@ class Amax(Function):
         xp = xp_of(a)
         hit = a == _keepdims_view(out, a.shape, axes, keepdim)
         count = xp.maximum(xp.sum(hit, axis=axes, keepdims=True), 1)
-        share = hit / count
-        return (share * _expand(g, a.shape, axes, keepdim)).astype(a.dtype, copy=False), \
-            None, None, None
+        share = astype(hit, a.dtype) / count
+        return astype(share * _expand(g, a.shape, axes, keepdim), a.dtype), None, None, None
 
 
 class MaxDim(Function):
     """max/min along one axis returning (values, indices); gradient to the index only."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, axis, keepdim, largest):
@@ -302,16 +315,18 @@ class MaxDim(Function):
         shape, axis, keepdim = ctx.meta
         xp = xp_of(g)
         if len(shape) == 0:
-            return g.copy(), None, None, None
+            return copy(g), None, None, None
         if not keepdim:
             g = xp.expand_dims(g, axis)
         iota_shape = [1] * len(shape)
         iota_shape[axis] = shape[axis]
-        iota = xp.arange(shape[axis]).reshape(iota_shape)
-        return xp.where(iota == ctx.idx, g, 0).astype(g.dtype, copy=False), None, None, None
+        iota = xp_of(ctx.idx).arange(shape[axis]).reshape(iota_shape)
+        return astype(xp.where(iota == ctx.idx, g, 0), g.dtype), None, None, None
 
 
 class Cumsum(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axis):
         ctx.axis = axis
@@ -323,13 +338,15 @@ class Cumsum(Function):
     def backward(ctx, g):
         xp = xp_of(g)
         if g.ndim == 0:
-            return g.copy(), None
+            return copy(g), None
         ax = ctx.axis
         return xp.flip(xp.cumsum(xp.flip(g, axis=ax), axis=ax), axis=ax), None
 
 
 class Norm(Function):
     """Vector p-norm over ``axes`` (p = 2, 1, inf, -inf, 0 or any other real)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, p, axes, keepdim):
@@ -365,7 +382,7 @@ class Norm(Function):
         if p in (math.inf, -math.inf):
             hit = xp.abs(a) == nrm
             count = xp.maximum(xp.sum(hit, axis=axes, keepdims=True), 1)
-            return (xp.sign(a) * hit / count * gx).astype(a.dtype, copy=False), None, None, None
+            return astype(xp.sign(a) * hit / count * gx, a.dtype), None, None, None
         safe = xp.where(nrm > 0, nrm, 1)
         if p == 2:
             scale = a / safe

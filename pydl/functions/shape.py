@@ -129,6 +129,8 @@ def _check_tensor(x, op: str) -> Tensor:
 
 # -- reshape family --------------------------------------------------------------------------
 class Reshape(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
@@ -201,6 +203,8 @@ def unflatten(x, dim, sizes) -> Tensor:
 
 # -- transposes ------------------------------------------------------------------------------
 class Permute(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims):
         ctx.inverse = tuple(int(i) for i in np.argsort(dims))
@@ -208,7 +212,7 @@ class Permute(Function):
 
     @staticmethod
     def backward(ctx, g):
-        return g.transpose(ctx.inverse), None
+        return xp_of(g).transpose(g, ctx.inverse), None
 
 
 def permute(x, *dims) -> Tensor:
@@ -296,6 +300,8 @@ def unsqueeze(x, dim) -> Tensor:
 
 # -- broadcasting ----------------------------------------------------------------------------
 class Expand(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, shape):
         ctx.in_shape = a.shape
@@ -371,6 +377,8 @@ def broadcast_tensors(*tensors) -> tuple:
 
 # -- joining ---------------------------------------------------------------------------------
 class Cat(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, *arrays, dim):
         ctx.dim = dim
@@ -388,6 +396,8 @@ class Cat(Function):
 
 
 class Stack(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, *arrays, dim):
         ctx.dim = dim
@@ -465,6 +475,8 @@ def stack(tensors, dim=0) -> Tensor:
 class Split(Function):
     """Views of consecutive pieces along ``dim``; backward concatenates the gradients."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, sizes, dim):
         ctx.dim, ctx.in_shape = dim, a.shape
@@ -481,6 +493,8 @@ class Split(Function):
 
 
 class Unbind(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dim):
         ctx.dim = dim
@@ -572,6 +586,8 @@ def narrow(x, dim, start, length) -> Tensor:
 
 # -- padding ---------------------------------------------------------------------------------
 class ConstantPad(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, pads, value):
         xp = xp_of(a)
@@ -692,6 +708,8 @@ def pad(x, pad, mode="constant", value=0) -> Tensor:  # noqa: A002 - shadows nam
 
 # -- flip / repeat ---------------------------------------------------------------------------
 class Flip(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, dims):
         ctx.dims = dims
@@ -717,6 +735,8 @@ def flip(x, *dims) -> Tensor:
 
 
 class Repeat(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, reps):
         shape = (1,) * (len(reps) - a.ndim) + a.shape

@@ -22,6 +22,8 @@ __all__ = ["softmax", "log_softmax", "softmin", "cross_entropy", "nll_loss"]
 class _Softmax(Function):
     """softmax or log_softmax along ``axis`` through the last-axis kernels."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, axis, log):
         be = backend_of(x)
@@ -37,6 +39,8 @@ class _Softmax(Function):
     @staticmethod
     def backward(ctx, gy):
         (y,) = ctx.saved_tensors
+        if isinstance(gy, Tensor):  # create_graph: compose differentiable ops over the output
+            return _softmax_backward_graph(ctx, gy, y), None, None
         be = backend_of(gy)
         xp = be.xp
         axis = ctx.axis
@@ -56,6 +60,19 @@ def _softmax_dim(input, dim, dtype, op):
     if dim is None:  # PyTorch's legacy implicit choice
         dim = 0 if input.ndim in (0, 1, 3) else 1
     return input, normalize_axis(dim, input.ndim, op)
+
+
+def _softmax_backward_graph(ctx, gy, y):
+    """The softmax / log_softmax backward as recorded ops on the output tensor ``out``:
+    ``out * (g - sum(g * out))`` and ``g - exp(out) * sum(g)`` along the axis."""
+    y = y.data  # the kernel's layout of the output: rebuilt as the output tensor below
+    xp = backend_of(y).xp
+    axis = None if len(ctx.shape) == 0 else ctx.axis
+    layout = y.reshape(ctx.shape) if axis is None else xp.moveaxis(y, -1, axis)
+    out = ctx.output_tensor(0, layout)
+    if ctx.log:
+        return gy - out.exp() * gy.sum(axis=axis, keepdims=axis is not None)
+    return out * (gy - (gy * out).sum(axis=axis, keepdims=axis is not None))
 
 
 def softmax(input, dim=None, dtype=None):  # noqa: A002

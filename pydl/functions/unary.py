@@ -33,7 +33,7 @@ import numpy as np
 from ..autograd import Function, same_device
 from ..backend import backend_of
 from ..tensor import Tensor
-from ._util import binary_operands, sum_to_shape, xp_of
+from ._util import astype, binary_operands, sum_to_shape, xp_of
 
 __all__ = [
     "exp", "log", "log1p", "sqrt", "rsqrt", "reciprocal", "square", "abs", "sign", "sin",
@@ -68,11 +68,13 @@ def _floating(x, op: str) -> Tensor:
 def _sigmoid(xp, x):
     """Logistic function that never exponentiates a positive number (no overflow)."""
     e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    return astype(xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)), x.dtype)
 
 
 # -- exponentials and powers -----------------------------------------------------------------
 class Exp(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).exp(a)
@@ -86,6 +88,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -98,6 +102,8 @@ class Log(Function):
 
 
 class Log1p(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -110,6 +116,8 @@ class Log1p(Function):
 
 
 class Sqrt(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).sqrt(a)
@@ -123,6 +131,8 @@ class Sqrt(Function):
 
 
 class Rsqrt(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = 1 / xp_of(a).sqrt(a)
@@ -136,6 +146,8 @@ class Rsqrt(Function):
 
 
 class Reciprocal(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = 1 / a
@@ -149,6 +161,8 @@ class Reciprocal(Function):
 
 
 class Square(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -161,6 +175,8 @@ class Square(Function):
 
 
 class Abs(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -173,6 +189,8 @@ class Abs(Function):
 
 
 class Sign(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.meta = (a.shape, a.dtype)
@@ -185,6 +203,8 @@ class Sign(Function):
 
 # -- trigonometric and squashing -------------------------------------------------------------
 class Sin(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -197,6 +217,8 @@ class Sin(Function):
 
 
 class Cos(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -209,6 +231,8 @@ class Cos(Function):
 
 
 class Tanh(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).tanh(a)
@@ -222,6 +246,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = _sigmoid(xp_of(a), a)
@@ -235,6 +261,8 @@ class Sigmoid(Function):
 
 
 class Erf(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -248,6 +276,8 @@ class Erf(Function):
 
 # -- activations -----------------------------------------------------------------------------
 class Relu(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         out = xp_of(a).maximum(a, 0)
@@ -261,6 +291,8 @@ class Relu(Function):
 
 
 class LeakyRelu(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, negative_slope):
         ctx.save_for_backward(a)
@@ -276,6 +308,8 @@ class LeakyRelu(Function):
 class Gelu(Function):
     """Saves x and the CDF that forward computed, so backward evaluates no erf (or tanh)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, approximate):
         y, cdf = backend_of(a).gelu_forward(a, approximate)
@@ -286,10 +320,24 @@ class Gelu(Function):
     @staticmethod
     def backward(ctx, g):
         a, cdf = ctx.saved_tensors
+        if isinstance(g, Tensor):  # create_graph: the derivative composed from recorded ops
+            return g * _gelu_derivative(a, ctx.approximate), None
         return backend_of(a).gelu_backward(g, a, cdf, ctx.approximate), None
 
 
+def _gelu_derivative(a, approximate):
+    """d gelu / da on a Tensor, from differentiable ops (the create_graph path)."""
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        t = (c * (a + 0.044715 * a * a * a)).tanh()
+        return 0.5 * (1 + t) + 0.5 * a * (1 - t * t) * (c * (1 + 3 * 0.044715 * a * a))
+    cdf = 0.5 * (1 + (a * (1 / math.sqrt(2.0))).erf())
+    return cdf + a * (-0.5 * a * a).exp() * (1 / math.sqrt(2 * math.pi))
+
+
 class Elu(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, alpha):
         xp = xp_of(a)
@@ -305,6 +353,8 @@ class Elu(Function):
 
 
 class Softplus(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, beta, threshold):
         xp = xp_of(a)
@@ -323,6 +373,8 @@ class Softplus(Function):
 
 
 class Silu(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
@@ -342,6 +394,8 @@ def _shape(x):
 
 class Clamp(Function):
     """``min(max(x, lo), hi)``; lo/hi are scalars, arrays or None. Ties pass to ``x``."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, a, lo, hi):
@@ -381,6 +435,8 @@ class Clamp(Function):
 
 
 class Where(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, cond, a, b):
         ctx.save_for_backward(cond)
@@ -400,6 +456,8 @@ class Where(Function):
 
 
 class Maximum(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -412,6 +470,8 @@ class Maximum(Function):
 
 
 class Minimum(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
@@ -426,7 +486,7 @@ class Minimum(Function):
 def _minmax_grads(ctx, g, a, b, a_wins):
     """Gradient of max/min: to the winner, split 0.5/0.5 on ties (as PyTorch)."""
     xp = xp_of(g)
-    share = xp.where(a_wins, 1.0, xp.where(a == b, 0.5, 0.0)).astype(g.dtype, copy=False)
+    share = astype(xp.where(a_wins, 1.0, xp.where(a == b, 0.5, 0.0)), g.dtype)
     ga = sum_to_shape(g * share, _shape(a)) if ctx.needs_input_grad[0] else None
     gb = sum_to_shape(g * (1 - share), _shape(b)) if ctx.needs_input_grad[1] else None
     return ga, gb

@@ -25,7 +25,9 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import Device
-from ..autograd import no_grad
+from ..autograd import hooks as _hooks
+from ..autograd import is_grad_enabled, no_grad
+from ..autograd.hooks import RemovableHandle
 from ..creation import as_tensor, empty
 from ..tensor import Tensor, as_dtype, dtype_name
 from .parameter import Buffer, Parameter
@@ -35,23 +37,50 @@ __all__ = ["Module", "RemovableHandle", "summary"]
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
-class RemovableHandle:
-    """What ``register_forward_hook`` returns: ``handle.remove()`` unregisters the hook."""
+class _BackwardHookState:
+    """One call of a module with full backward hooks: collects the output gradients (tensor
+    hooks on the outputs) and calls the hooks when the input gradients arrive together."""
 
-    _ids = itertools.count()
+    def __init__(self, module, n_inputs):
+        self.module = module
+        self.n_inputs = n_inputs
+        self.grad_output = []
+        self.pending = 0
 
-    def __init__(self, hooks: dict):
-        self._hooks = hooks
-        self.id = next(RemovableHandle._ids)
+    def watch(self, out):
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        tensors = [o for o in outs if isinstance(o, Tensor)]
+        self.grad_output = [None] * len(tensors)
+        for i, o in enumerate(tensors):
+            if o.requires_grad:
+                self.pending += 1
+                o.register_hook(lambda g, i=i: self._got_output(i, g))
 
-    def remove(self) -> None:
-        self._hooks.pop(self.id, None)
+    def _got_output(self, i, g):
+        self.grad_output[i] = g
+        self.pending -= 1
+        if self.pending == 0 and self.n_inputs == 0:  # no input needs a gradient
+            self._run((None,))
 
-    def __enter__(self):
-        return self
+    def call(self, grads):
+        raw = not isinstance(grads[0], Tensor)
+        tensors = tuple(Tensor._make(g, False) if raw else g for g in grads)
+        result = self._run(tensors)
+        return tuple(t.data if raw and isinstance(t, Tensor) else t for t in result)
 
-    def __exit__(self, *exc):
-        self.remove()
+    def _run(self, grad_input):
+        grad_output = tuple(self.grad_output)
+        for hook in list(self.module._backward_hooks.values()):
+            res = hook(self.module, grad_input, grad_output)
+            if res is not None:
+                res = tuple(res) if isinstance(res, (tuple, list)) else (res,)
+                if len(res) != len(grad_input):
+                    raise RuntimeError(
+                        f"{type(self.module).__name__} backward hook returned {len(res)} "
+                        f"gradients for {len(grad_input)} inputs"
+                    )
+                grad_input = res
+        return grad_input
 
 
 def _addindent(text: str, spaces: int) -> str:
@@ -126,6 +155,7 @@ class Module:
         d["_modules"] = OrderedDict()
         d["_forward_hooks"] = OrderedDict()
         d["_forward_pre_hooks"] = OrderedDict()
+        d["_backward_hooks"] = OrderedDict()
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(
@@ -138,26 +168,50 @@ class Module:
             res = hook(self, args)
             if res is not None:
                 args = res if isinstance(res, tuple) else (res,)
+        state = None
+        if self.__dict__.get("_backward_hooks") and is_grad_enabled():
+            args, state = self._hook_inputs(args)
         out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             res = hook(self, args, out)
             if res is not None:
                 out = res
+        if state is not None:
+            state.watch(out)
         return out
+
+    def _hook_inputs(self, args):
+        """Route the tensor inputs that need a gradient through one ModuleBackwardHook node."""
+        from ..functions.convert import ModuleBackwardHook
+
+        where = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+        state = _BackwardHookState(self, len(where))
+        if where:
+            outs = ModuleBackwardHook.apply(*(args[i] for i in where), state=state)
+            args = list(args)
+            for i, o in zip(where, outs):
+                args[i] = o
+            args = tuple(args)
+        return args, state
+
+    def register_full_backward_hook(self, hook) -> RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when the gradients with respect to
+        the module's tensor inputs are computed (``grad_input`` holds one per input that
+        requires grad, or ``(None,)`` when none does); a non-None return replaces
+        ``grad_input``. Returns a handle whose ``remove()`` unregisters it."""
+        if "_backward_hooks" not in self.__dict__:
+            self.__dict__["_backward_hooks"] = OrderedDict()
+        return _hooks._add(self._backward_hooks, hook)
 
     def register_forward_hook(self, hook) -> RemovableHandle:
         """Call ``hook(module, inputs, output)`` after every forward; a non-None return
         replaces the output. Returns a handle whose ``remove()`` unregisters it."""
-        handle = RemovableHandle(self._forward_hooks)
-        self._forward_hooks[handle.id] = hook
-        return handle
+        return _hooks._add(self._forward_hooks, hook)
 
     def register_forward_pre_hook(self, hook) -> RemovableHandle:
         """Call ``hook(module, inputs)`` before every forward; a non-None return replaces
         the inputs."""
-        handle = RemovableHandle(self._forward_pre_hooks)
-        self._forward_pre_hooks[handle.id] = hook
-        return handle
+        return _hooks._add(self._forward_pre_hooks, hook)
 
     # -- registration --------------------------------------------------------------------
     def _check_name(self, name, kind):

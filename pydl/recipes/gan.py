@@ -50,10 +50,24 @@ def build(seed: int, latent_dim: int = LATENT_DIM, image_shape=(1, 8, 8)):
                d_hidden=(512, 256))
 
 
-def train_step(gan, opt_d, opt_g, real) -> tuple[float, float]:
+def gradient_penalty(discriminator, real, fake):
+    """WGAN-GP's penalty: mean over the batch of (||d D(x) / dx|| - 1)^2 at random points x
+    between real and fake images. Differentiating it needs second derivatives of D
+    (``pydl.autograd.grad(..., create_graph=True)``)."""
+    import pydl
+
+    n = real.shape[0]
+    t = pydl.rand(n, *([1] * (real.ndim - 1)), dtype=real.dtype, device=real.device)
+    x = (t * real + (1 - t) * fake).detach().requires_grad_()
+    (g,) = pydl.autograd.grad(discriminator(x).sum(), [x], create_graph=True)
+    return ((g.reshape(n, -1).norm(dim=1) - 1) ** 2).mean()
+
+
+def train_step(gan, opt_d, opt_g, real, gp_weight: float = 0.0) -> tuple[float, float]:
     """One discriminator step and one generator step on a batch of real images.
 
-    Returns (discriminator loss, generator loss).
+    ``gp_weight > 0`` adds ``gp_weight * gradient_penalty`` to the discriminator loss.
+    Returns (discriminator loss, generator loss), the penalty not included.
     """
     import pydl
 
@@ -67,7 +81,10 @@ def train_step(gan, opt_d, opt_g, real) -> tuple[float, float]:
     d_loss = (F.binary_cross_entropy_with_logits(gan.discriminator(real), ones)
               + F.binary_cross_entropy_with_logits(gan.discriminator(fake.detach()), zeros))
     opt_d.zero_grad()
-    d_loss.backward()
+    if gp_weight:
+        (d_loss + gp_weight * gradient_penalty(gan.discriminator, real, fake.detach())).backward()
+    else:
+        d_loss.backward()
     opt_d.step()
 
     g_loss = F.binary_cross_entropy_with_logits(gan.discriminator(fake), ones)
@@ -93,6 +110,7 @@ def run(args) -> dict:
 
     from ..train import History, resolve_device
 
+    gp_weight = float(getattr(args, "gradient_penalty", 0.0) or 0.0)
     digits = load_images(args.dataset, args.seed)
     x_tr = digits[0]
     batch_size = min(args.batch_size, len(x_tr))
@@ -103,7 +121,8 @@ def run(args) -> dict:
     fixed_z = pydl.randn(N_SAMPLES, gan.generator.latent_dim, device=device)
     print(f"pydl train: gan (MLP generator, latent {gan.generator.latent_dim}, vs MLP "
           f"discriminator) on {args.dataset} ({len(x_tr)} train images), {args.epochs} epochs, "
-          f"batch {batch_size}, Adam lr {args.lr} betas (0.5, 0.999), device {device}")
+          f"batch {batch_size}, Adam lr {args.lr} betas (0.5, 0.999), device {device}"
+          + (f", gradient penalty {gp_weight}" if gp_weight else ""))
     rng = np.random.default_rng(args.seed)
     history = History()
     snapshot_epochs = {max(1, round(args.epochs * k / SNAPSHOTS)) for k in range(1, SNAPSHOTS)}
@@ -115,7 +134,7 @@ def run(args) -> dict:
         # drop the last, smaller batch: batch norm statistics of a tiny batch are noise
         for i in range(0, len(x_tr) - batch_size + 1, batch_size):
             real = pydl.tensor(x_tr[order[i:i + batch_size]], device=device)
-            totals += train_step(gan, opt_d, opt_g, real)
+            totals += train_step(gan, opt_d, opt_g, real, gp_weight)
         d_loss, g_loss = totals / (len(x_tr) // batch_size)
         history.append(epoch, {"discriminator_loss": d_loss, "generator_loss": g_loss})
         if not args.quiet:

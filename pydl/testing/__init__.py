@@ -5,6 +5,6 @@
 True
 """
 
-from .gradcheck import assert_close, gradcheck, numerical_grad
+from .gradcheck import assert_close, gradcheck, gradgradcheck, numerical_grad
 
-__all__ = ["gradcheck", "numerical_grad", "assert_close"]
+__all__ = ["gradcheck", "gradgradcheck", "numerical_grad", "assert_close"]

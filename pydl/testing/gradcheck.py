@@ -73,7 +73,8 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
         if isinstance(x, Tensor):
             x.grad = None
     out = _scalarize(fn(*inputs), weights)
-    out.backward()
+    if out.requires_grad:  # else the output does not depend on the inputs: all zeros
+        out.backward()
     for i, (x, num) in enumerate(zip(inputs, numeric)):
         if num is None:
             continue
@@ -94,6 +95,44 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
             raise AssertionError(msg)
         return False
     return True
+
+
+def gradgradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
+    """Check second derivatives of ``fn(*inputs)`` against central differences.
+
+    The output(s) are reduced to a scalar with fixed random weights, its gradient with
+    respect to the inputs that require grad is taken with ``create_graph=True``, and that
+    gradient (a function of the inputs) goes through :func:`gradcheck`, so every element
+    of the Hessian-vector product is compared. Inputs that require grad must be float64.
+
+    >>> x = pydl.randn(3, dtype=pydl.float64, requires_grad=True)
+    >>> pydl.testing.gradgradcheck(lambda t: (t ** 3).sum(), [x])
+    True
+    """
+    from ..autograd import enable_grad, grad, no_grad
+
+    inputs = list(inputs)
+    diff = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
+    if not diff:
+        raise ValueError("gradgradcheck: no input requires grad")
+    with no_grad():
+        out = fn(*inputs)
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    rng = np.random.default_rng(1)
+    weights = [rng.standard_normal(o.shape) for o in outs]
+
+    def first_grads(*xs):
+        with enable_grad():
+            y = _scalarize(fn(*xs), weights)
+            if not y.requires_grad:
+                gs = (None,) * len(diff)
+            else:
+                gs = grad(y, [xs[i] for i in diff], create_graph=True, allow_unused=True)
+        return tuple(
+            Tensor._make(xs[i].data * 0, False) if g is None else g for i, g in zip(diff, gs)
+        )
+
+    return gradcheck(first_grads, inputs, eps, atol, rtol, raise_exception)
 
 
 def assert_close(actual, expected, rtol=None, atol=None, msg=""):
