@@ -23,10 +23,16 @@ _OPS = ("sum", "mean", "max", "min")
 
 class Work:
     """A started all-reduce; ``wait()`` blocks (with the timeout) until its result is in
-    place, then applies ``finish`` (the division of a mean)."""
+    place, then applies ``finish`` (the division of a mean); ``poll()`` lets it progress
+    without blocking."""
 
-    def __init__(self, wait_fn=None, finish=None):
+    def __init__(self, wait_fn=None, finish=None, poll_fn=None):
         self._wait, self._finish, self.done = wait_fn, finish, False
+        self._poll = poll_fn
+
+    def poll(self):
+        if self._poll is not None and not self.done:
+            self._poll()
 
     def wait(self):
         if not self.done:
@@ -50,7 +56,8 @@ class MPIComm:
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.ops[op])
         finish = (lambda: np.multiply(array, 1.0 / self.size, out=array, casting="unsafe")
                   ) if op == "mean" else None
-        return Work(lambda: wait(request, f"all_reduce of {array.size} values"), finish)
+        return Work(lambda: wait(request, f"all_reduce of {array.size} values"), finish,
+                    request.Test)
 
     def bcast(self, array, src):
         wait(self.comm.Ibcast(array, root=src), f"broadcast of {array.size} values")
