@@ -428,12 +428,13 @@ def _current_pass():
     return getattr(_state, "backward_pass", None)
 
 
-def _in_pass(run, writes_leaves):
-    """``run(leaf_uses)`` as one backward pass, then the callbacks it queued."""
+def _in_pass(run, args):
+    """``run(*args, leaf_uses)`` as one backward pass, then the callbacks it queued
+    (``args`` end with ``capture``: the pass writes leaves unless it captures)."""
     outer = getattr(_state, "backward_pass", None)
-    current = _state.backward_pass = _Pass(writes_leaves)
+    current = _state.backward_pass = _Pass(args[-1] is None)
     try:
-        result = run(current.leaf_uses)
+        result = run(*args, current.leaf_uses)
         queue = current.callbacks
         i = 0
         while i < len(queue):  # a callback may queue another
@@ -468,12 +469,11 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
     Function's backward then runs with grad recording on, its saved arrays come back as
     Tensors (``Context.saved_tensors``), and what it computes is itself a graph.
     """
+    args = (outputs, grad_outputs, retain_graph, capture)
     if create_graph:
         with enable_grad():
-            return _in_pass(lambda uses: _run_graph(outputs, grad_outputs, retain_graph,
-                                                    capture, uses), capture is None)
-    return _in_pass(lambda uses: _run_arrays(outputs, grad_outputs, retain_graph, capture,
-                                             uses), capture is None)
+            return _in_pass(_run_graph, args)
+    return _in_pass(_run_arrays, args)
 
 
 def _run_arrays(outputs, grad_outputs, retain_graph, capture, leaf_uses):
