@@ -5,9 +5,11 @@ Each process trains a LeNet-style CNN on synthetic 1x28x28 images with a fixed b
 rank (weak scaling: 2 processes do twice the work per step). Reported per world size and
 mode: images/s over all ranks, scaling efficiency (images/s on N / (N x images/s on 1)),
 the backward time (it includes the synchronisation: DistributedDataParallel averages the
-gradients before ``backward()`` returns), and the *exposed* sync, the time from the end of
+gradients before ``backward()`` returns), the *exposed* sync, the time from the end of
 backward's computation to the averaged gradients being written back (starting the last
-buckets, waiting for the all-reduces and for the slower rank, unpacking).
+buckets, waiting for the all-reduces and for the slower rank, unpacking), and how many
+buckets' all-reduces were started, and had completed (mean over steps), by the end of
+backward's computation.
 
 Two modes run on N > 1 processes, taking turns: ``overlap`` (the default: each bucket's
 all-reduce starts from the gradient hooks as soon as the bucket is full) and ``after``
@@ -67,7 +69,7 @@ def worker(args):
     x = pydl.tensor(rng.standard_normal((args.batch, 1, 28, 28)).astype(np.float32),
                     device=device)
     y = pydl.tensor(rng.integers(0, 10, args.batch), device=device)
-    backward_ms, exposed_ms, early = [], [], []
+    backward_ms, exposed_ms, early, done = [], [], [], []
 
     def step(timed):
         loss = nn.functional.cross_entropy(ddp(x), y)
@@ -83,6 +85,7 @@ def worker(args):
                 t = ddp._timings
                 exposed_ms.append(1e3 * (t["done"] - t["backward_end"]))
                 early.append(t["started_in_backward"])
+                done.append(t["done_in_backward"])
         opt.step()
 
     for _ in range(args.warmup):
@@ -102,6 +105,7 @@ def worker(args):
             "backward_ms": float(np.median(backward_ms)),
             "exposed_sync_ms": float(np.median(exposed_ms)) if size > 1 else 0.0,
             "buckets_started_in_backward": float(np.median(early)) if size > 1 else 0.0,
+            "buckets_done_in_backward": float(np.mean(done)) if size > 1 else 0.0,
             "step_ms": 1e3 * seconds / args.steps, "buckets": len(ddp.buckets)}), flush=True)
 
 
@@ -165,11 +169,13 @@ def main():
             "exposed_sync_ms": exposed, "overlap": hidden, "valid": valid,
             "buckets": runs[c][0]["buckets"],
             "buckets_started_in_backward": med(c, "buckets_started_in_backward"),
+            "buckets_done_in_backward": med(c, "buckets_done_in_backward"),
             "runs": runs[c]}
         rows.append([p, mode if p > 1 else "-", "ok" if valid else "INVALID", f"{ips:.0f}",
                      f"{eff:.2f}", f"{med(c, 'step_ms'):.1f}", f"{med(c, 'backward_ms'):.1f}",
                      f"{exposed:.2f}" if p > 1 else "-",
-                     f"{med(c, 'buckets_started_in_backward'):.0f} of {runs[c][0]['buckets']}"
+                     f"{med(c, 'buckets_started_in_backward'):.0f} / "
+                     f"{med(c, 'buckets_done_in_backward'):.1f} of {runs[c][0]['buckets']}"
                      if p > 1 else "-",
                      f"{100 * hidden:.0f}%" if hidden is not None else "-"])
     load = load_note(start_load)
@@ -178,7 +184,8 @@ def main():
              f"{', barrier before backward' if args.split_wait else ''}; machine: {load}")
     table = print_table(["procs", "sync", "check", "images/s", "efficiency", "step ms",
                          "backward ms (incl. sync)", "exposed sync ms",
-                         "buckets started in backward", "overlap (sync hidden)"], rows, title)
+                         "buckets started / done in backward", "overlap (sync hidden)"],
+                        rows, title)
     payload = {"machine": machine_info(), "args": vars(args), "results": summary}
     paths = write_results("dist_scaling", payload, f"# Data-parallel scaling\n\n{title}\n\n"
                           f"{table}\n")

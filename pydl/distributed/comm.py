@@ -30,9 +30,11 @@ class Work:
         self._wait, self._finish, self.done = wait_fn, finish, False
         self._poll = poll_fn
 
-    def poll(self):
-        if self._poll is not None and not self.done:
-            self._poll()
+    def poll(self) -> bool:
+        """Whether the transfer has completed (``wait()`` still applies ``finish``)."""
+        if self.done:
+            return True
+        return bool(self._poll()) if self._poll is not None else False
 
     def wait(self):
         if not self.done:

@@ -50,9 +50,9 @@ class _Bucket:
         self.work = comm.allreduce(self.buffer, "mean") if comm is not None else None
 
     def poll(self):
-        """Let a started all-reduce progress (MPI moves data only inside MPI calls)."""
-        if self.work is not None:
-            self.work.poll()
+        """Let a started all-reduce progress (MPI moves data only inside MPI calls);
+        whether it has completed."""
+        return self.work is not None and self.work.poll()
 
     def finish(self):
         """Wait for the all-reduce and write the averaged gradients back."""
@@ -201,6 +201,7 @@ class DistributedDataParallel(Module):
         record when, in ``_timings``, for benchmarks/bench_dist.py)."""
         stats = self._timings
         stats["backward_end"] = time.perf_counter()
+        stats["done_in_backward"] = sum(b.poll() for b in self._buckets[:self._next])
         try:
             self._sync_from(self._next)
         finally:
