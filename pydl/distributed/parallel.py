@@ -40,12 +40,14 @@ class _Bucket:
         self.waiting = set()  # ids of the parameters whose gradient is not final yet
 
     def start(self):
-        """Pack the gradients (zeros for a parameter without one) and start the all-reduce."""
+        """Pack the gradients (zeros for a parameter without one), then one flag per
+        parameter (1 where it has a gradient), and start the all-reduce."""
         ref = self.params[0].data
         xp = _array_module(ref)
         parts = [p.grad.data.ravel() if p.grad is not None else xp.zeros(p.data.size, ref.dtype)
                  for p in self.params]
-        self.buffer = xp.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+        parts.append(xp.asarray([p.grad is not None for p in self.params], dtype=ref.dtype))
+        self.buffer = xp.concatenate(parts)
         comm = communicator(self.buffer)
         self.work = comm.allreduce(self.buffer, "mean") if comm is not None else None
 
@@ -55,21 +57,25 @@ class _Bucket:
         return self.work is not None and self.work.poll()
 
     def finish(self):
-        """Wait for the all-reduce and write the averaged gradients back."""
+        """Wait for the all-reduce and write the averaged gradients back; a parameter
+        that had no gradient on any rank keeps ``.grad`` None (as in PyTorch)."""
         if self.work is not None:
             self.work.wait()
         from ..tensor import Tensor
 
+        flags = self.buffer[-len(self.params):].tolist()
         offset = 0
-        for p in self.params:
+        for p, flag in zip(self.params, flags):
             n = p.data.size
             grad = self.buffer[offset:offset + n].reshape(p.data.shape)
+            offset += n
+            if not flag:  # no rank had a gradient for it
+                continue
             if p.grad is None:
                 p.grad = Tensor._make(grad.copy())
             else:
                 p.grad.data[...] = grad
                 p.grad._bump()
-            offset += n
         self.work = self.buffer = None
 
 
