@@ -106,11 +106,12 @@ class NCCLComm:
         return table[array.dtype]
 
     def _launch(self, what, call):
+        """Queue ``call(stream)``; return its wait function and its completion event."""
         # the collective's stream waits for the work already queued on the current stream
         self.stream.wait_event(self.cupy.cuda.get_current_stream().record())
         call(self.stream.ptr)
         done = self.stream.record()
-        return lambda: self._wait_event(done, what)
+        return lambda: self._wait_event(done, what), done
 
     def _wait_event(self, event, what):
         deadline = time.monotonic() + self.timeout
@@ -123,19 +124,21 @@ class NCCLComm:
         self.cupy.cuda.get_current_stream().wait_event(event)
 
     def allreduce(self, array, op):
-        wait_fn = self._launch(f"all_reduce of {array.size} values", lambda s: self.comm.allReduce(
-            array.data.ptr, array.data.ptr, array.size, self._dtype(array), self.ops[op], s))
+        wait_fn, done = self._launch(f"all_reduce of {array.size} values",
+                                     lambda s: self.comm.allReduce(
+                                         array.data.ptr, array.data.ptr, array.size,
+                                         self._dtype(array), self.ops[op], s))
         finish = (lambda: array.__imul__(1.0 / self.size)) if op == "mean" else None
-        return Work(wait_fn, finish)
+        return Work(wait_fn, finish, lambda: done.done)
 
     def bcast(self, array, src):
         self._launch(f"broadcast of {array.size} values", lambda s: self.comm.bcast(
-            array.data.ptr, array.size, self._dtype(array), src, s))()
+            array.data.ptr, array.size, self._dtype(array), src, s))[0]()
 
     def allgather(self, array):
         out = self.cupy.empty((self.size,) + array.shape, array.dtype)
         self._launch(f"all_gather of {array.size} values", lambda s: self.comm.allGather(
-            array.data.ptr, out.data.ptr, array.size, self._dtype(array), s))()
+            array.data.ptr, out.data.ptr, array.size, self._dtype(array), s))[0]()
         return list(out)
 
     def barrier(self):
