@@ -213,6 +213,27 @@ def unused(out, rank, size):
     return result
 
 
+def double_backward(out, rank, size):
+    """backward(create_graph=True) on a wrapped model raises naming the way out; inside
+    no_sync it works, and autograd.grad(create_graph=True) (a gradient penalty) too."""
+    module = net()
+    wrapped = dist.DistributedDataParallel(module)
+    x = f64(np.ones((2, 5)) * (rank + 1))
+    message = ""
+    try:
+        (wrapped(x) ** 2).sum().backward(create_graph=True)
+    except RuntimeError as exc:
+        message = str(exc)
+    module.zero_grad()
+    with wrapped.no_sync():
+        (wrapped(x) ** 2).sum().backward(create_graph=True)
+    x.requires_grad = True
+    (g,) = pydl.autograd.grad((wrapped(x) ** 2).sum(), [x], create_graph=True)
+    module.zero_grad()
+    ((g ** 2).sum()).backward()  # second order through the penalty, then averaged
+    return {"message": np.array(message), "p0": module[0].weight.grad.numpy()}
+
+
 def fit(out, rank, size):
     """Model.fit under the launcher (float32, as fit feeds it) vs one process on the
     combined batches."""

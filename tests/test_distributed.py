@@ -395,3 +395,13 @@ def test_parameters_without_a_gradient_do_not_hang_the_job(tmp_path):
             expected = (local[0][step][i] + local[1][step][i]) / 2
             np.testing.assert_allclose(r0[f"s{step}_p{i}"], expected, rtol=0, atol=1e-15)
     assert np.abs(r0["s0_p2"]).max() > 0  # b, used on rank 0 only: rank 0's gradient / 2
+
+
+@needs_mpi
+def test_double_backward_through_ddp_raises_clearly_and_no_sync_or_grad_work(tmp_path):
+    code, _, out, (r0, r1) = launch("double_backward", tmp_path)
+    assert code == 0, out
+    for r in (r0, r1):
+        assert "create_graph=True" in str(r["message"]) and "no_sync" in str(r["message"])
+    assert r0["p0"].tobytes() == r1["p0"].tobytes()  # the penalty's backward was averaged
+    assert np.abs(r0["p0"]).max() > 0

@@ -176,6 +176,12 @@ class DistributedDataParallel(Module):
         current = _current_pass()
         if current is None:  # .grad written outside a backward pass: nothing to overlap
             return
+        if param.grad is not None and param.grad.requires_grad:
+            raise RuntimeError(
+                "DistributedDataParallel: backward(create_graph=True) makes .grad part of a "
+                "graph, and averaging it in place across ranks would break that graph; run "
+                "such a backward inside ddp.no_sync() (for a gradient penalty, "
+                "pydl.autograd.grad(..., create_graph=True) writes no .grad and works as is)")
         if current is not self._pass:
             self._begin(current)
         bucket.waiting.discard(id(param))
