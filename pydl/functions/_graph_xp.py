@@ -72,6 +72,17 @@ class GraphNamespace:
 
         return minimum(a, b)
 
+    def clip(self, x, lo, hi):
+        from .unary import clamp
+
+        return clamp(x, lo, hi)
+
+    def matmul(self, a, b):
+        from .matmul import matmul
+
+        like = a if isinstance(a, Tensor) else b
+        return matmul(_t(a, like), _t(b, like))
+
     def where(self, cond, a, b):
         from .unary import where
 
@@ -128,7 +139,7 @@ def _method(name):
     return call
 
 
-for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
+for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
     setattr(GraphNamespace, _name, _method(_name))
 del _name
 
