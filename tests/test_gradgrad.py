@@ -141,6 +141,39 @@ def test_reduction_second_derivative_torch_parity(name, device):
             [_rng().standard_normal((3, 4, 2))], device)
 
 
+class _TorchAsPydl:
+    """The ``pydl.*`` names the shape and MORE cases use, answered by torch."""
+
+    def __getattr__(self, name):
+        import torch
+
+        return {"pad": torch.nn.functional.pad}.get(name) or getattr(torch, name)
+
+
+def _as_torch(fn):
+    """``fn`` with the global ``pydl`` replaced by :class:`_TorchAsPydl`."""
+    import types
+
+    return types.FunctionType(fn.__code__, {**fn.__globals__, "pydl": _TorchAsPydl()},
+                              fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+@pytest.mark.filterwarnings("ignore:The use of `x.T` on tensors:UserWarning")  # torch's
+@pytest.mark.parametrize("name,shape,fn,ref", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
+def test_shape_second_derivative_torch_parity(name, shape, fn, ref, device):
+    pytest.importorskip("torch")
+    tfn = _as_torch(fn)
+    _parity(lambda t: fn(t) ** 3, lambda t: tfn(t) ** 3, [_rng().standard_normal(shape)], device)
+
+
+@pytest.mark.parametrize("key", [1, (slice(None), slice(None, None, 2)), [0, 2, 2],
+                                 (slice(1, None), [3, 3, 0])], ids=str)
+def test_getitem_second_derivative_torch_parity(key, device):
+    pytest.importorskip("torch")
+    _parity(lambda t: t[key] ** 3, lambda t: t[key] ** 3, [_rng().standard_normal((3, 5))],
+            device)
+
+
 def test_matmul_second_derivative_torch_parity(device):
     rng = _rng()
     _parity(lambda a, b: (a @ b).tanh(), lambda a, b: (a @ b).tanh(),
@@ -308,6 +341,13 @@ MORE = {
 def test_more_ops_gradgradcheck(name, device):
     fn, shape = MORE[name]
     assert gradgradcheck(fn, [leaf(_rng().standard_normal(shape), device)])
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_ops_second_derivative_torch_parity(name, device):
+    pytest.importorskip("torch")
+    fn, shape = MORE[name]
+    _parity(fn, _as_torch(fn), [_rng().standard_normal(shape)], device)
 
 
 def test_saving_outputs_makes_no_reference_cycle(device):

@@ -37,7 +37,15 @@ def graph_inputs(ctx, count):
     for k in range(count):
         edge = ctx._inputs[k] if k < len(ctx._inputs) else None
         if edge is not None:
-            out.append(edge[0])
+            t = edge[0]
+            if t._ctx is not edge[1] or (edge[1] is not None and t._out_index != edge[2]):
+                raise RuntimeError(
+                    f"{ctx._fn.__name__}: input {k} (shape {tuple(t.shape)}) was modified by "
+                    "an in-place operation after this op used it, so its create_graph "
+                    "backward cannot rebuild the op from it; use an out-of-place op or "
+                    ".clone() the tensor first"
+                )
+            out.append(t)
             continue
         value = consts[k] if k < len(consts) else None
         out.append(None if value is None else _constant(value))

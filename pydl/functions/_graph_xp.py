@@ -19,8 +19,9 @@ def _t(x, like):
     """``x`` as a Tensor on ``like``'s device (arrays and numbers become constants)."""
     if isinstance(x, Tensor):
         return x
-    return Tensor(x, device=like.device,
-                  dtype=like.dtype if np.asarray(x).dtype.kind == "f" else None)
+    dtype = getattr(x, "dtype", None)  # a CuPy array refuses np.asarray
+    kind = (dtype if dtype is not None else np.asarray(x).dtype).kind
+    return Tensor(x, device=like.device, dtype=like.dtype if kind == "f" else None)
 
 
 class GraphNamespace:

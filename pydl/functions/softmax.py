@@ -314,7 +314,7 @@ def _cross_entropy_graph(x, t1, weight, ignore_index, eps, reduction, den, out_s
     logp = log_softmax(x2, dim=-1)
     kept = t1 != ignore_index
     safe = xp.where(kept, t1, 0)
-    w = xp.ones(c, dtype=x2.dtype) if weight is None else weight.data
+    w = xp.ones(c, dtype=x2.dtype) if weight is None else weight
     wt = xp.where(kept, w[safe], 0).astype(x2.dtype)
     loss = -logp[xp.arange(n), safe] * Tensor._make(wt * (1 - eps), False)
     if eps:
@@ -328,7 +328,7 @@ def _soft_cross_entropy_graph(x, t, weight, eps, reduction):
     x2, t2 = _classes_last_graph(x), _classes_last_graph(t)
     c = x2.shape[1]
     smooth = t2 * (1 - eps) + eps / c if eps else t2
-    wt = smooth if weight is None else smooth * weight.detach()
+    wt = smooth if weight is None else smooth * Tensor._make(weight, False)
     loss = -(log_softmax(x2, dim=-1) * wt).sum(axis=-1)
     out_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
     return _reduce_samples_graph(loss, reduction, x2.shape[0], out_shape)
