@@ -365,3 +365,14 @@ def test_saving_outputs_makes_no_reference_cycle(device):
         assert ref() is None  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_third_derivative(device):
+    """Gradients made with create_graph carry zero-derivative nodes (for constants such as
+    the seed): they too are differentiable, so third derivatives work."""
+    x = leaf(np.array([1.0, -2.0]), device)
+    (g,) = pydl.autograd.grad((x ** 3 * x.relu()).sum(), [x], create_graph=True)
+    (h,) = pydl.autograd.grad(g.sum(), [x], create_graph=True)
+    (k,) = pydl.autograd.grad(h.sum(), [x])
+    # d3/dx3 of x^3 relu(x): 24 x for x > 0, 0 for x < 0
+    assert_close(np.asarray(k), np.array([24.0, 0.0]))

@@ -339,3 +339,41 @@ def test_to_device_second_derivative_on_one_device(device):
     """``to`` the same device is the identity in both orders of derivative."""
     x = leaf(np.random.default_rng(0).standard_normal((3, 4)), device)
     assert gradgradcheck(lambda t: pydl.functions.convert.to_device(t, device).sin() * t, [x])
+
+
+# -- composed backwards: any order, and the in-place guard --------------------------------------
+THIRD_ORDER = {
+    "layer_norm": lambda x: pydl.nn.functional.layer_norm(x, (4,)),
+    "cross_entropy": lambda x: pydl.nn.functional.cross_entropy(x, pydl.tensor([1, 3, 0])),
+    "conv2d": lambda x: pydl.nn.functional.conv2d(x.reshape(1, 1, 3, 4), x.reshape(1, 1, 3, 4)[
+        :, :, :2, :2] * 1),
+    "lstm_cell": lambda x: pydl.functions.rnn.LSTMPointwise.apply(x.repeat(1, 1), x[:, :1])[0],
+}
+
+
+@pytest.mark.parametrize("name", sorted(THIRD_ORDER))
+def test_third_derivative(name, device):
+    """gradgradcheck of a create_graph gradient: the third derivative of the op."""
+    fn = THIRD_ORDER[name]
+    x = leaf(np.random.default_rng(3).standard_normal((3, 4)), device)
+    w = np.random.default_rng(8).standard_normal(np.shape(fn(x.detach())))
+
+    def first(t):
+        with pydl.enable_grad():  # gradgradcheck also calls it under no_grad
+            y = (fn(t) * pydl.tensor(w, dtype=pydl.float64, device=device)).sum()
+            (g,) = pydl.autograd.grad(y, [t], create_graph=True)
+        return g
+
+    assert gradgradcheck(first, [x])
+
+
+def test_composed_backward_refuses_an_input_modified_in_place(device):
+    x = leaf(np.random.default_rng(0).standard_normal((2, 4)), device)
+    h = x * 1
+    y = pydl.nn.functional.layer_norm(h, (4,)).pow(3).sum()
+    h.mul_(2)  # h gets a new graph node; layer_norm's composed backward would read it
+    with pytest.raises(RuntimeError, match=r"Normalize: input 0 \(shape \(2, 4\)\) was modified"):
+        pydl.autograd.grad(y, [x], create_graph=True)
+    # the first-order path never reads h (it saved what it needs)
+    (g,) = pydl.autograd.grad(pydl.nn.functional.layer_norm(x * 1, (4,)).pow(3).sum(), [x])
+    assert g.shape == (2, 4)
