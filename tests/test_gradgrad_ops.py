@@ -85,11 +85,15 @@ CASES = {
                [((2, 3, 5, 5), _n), ((4, 3, 3, 3), _n), ((4,), _n)]),
     "conv2d-same-groups": (lambda L, x, w: L.F.conv2d(x, w, padding="same", dilation=2, groups=2),
                            [((1, 4, 5, 6), _n), ((4, 2, 2, 3), _n)]),
+    "conv2d-same-even": (lambda L, x, w: L.F.conv2d(x, w, padding="same"),
+                         [((1, 2, 4, 5), _n), ((3, 2, 2, 2), _n)]),
     "conv1d": (lambda L, x, w: L.F.conv1d(x, w, stride=2, padding=1),
                [((2, 3, 7), _n), ((4, 3, 3), _n)]),
     "conv_transpose2d": (lambda L, x, w, b: L.F.conv_transpose2d(x, w, b, stride=2, padding=1,
                                                                  output_padding=1),
                          [((2, 3, 3, 4), _n), ((3, 2, 3, 3), _n), ((2,), _n)]),
+    "conv_transpose2d-outpad-dilation": (lambda L, x, w: L.F.conv_transpose2d(
+        x, w, dilation=2, output_padding=1), [((1, 2, 3, 3), _n), ((2, 2, 2, 2), _n)]),
     "conv_transpose1d-groups": (lambda L, x, w: L.F.conv_transpose1d(x, w, stride=2, groups=2,
                                                                      dilation=2),
                                 [((1, 4, 5), _n), ((4, 1, 3), _n)]),
@@ -229,6 +233,7 @@ def test_op_gradgradcheck(name, device):
     assert gradgradcheck(lambda *a: (fn(L, *a[:-1]) * a[-1]).tanh(), xs + [u])
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op_second_derivative_torch_parity(name, device):
     torch = pytest.importorskip("torch")
