@@ -382,3 +382,32 @@ def test_composed_backward_refuses_an_input_modified_in_place(device):
     # the first-order path never reads h (it saved what it needs)
     (g,) = pydl.autograd.grad(pydl.nn.functional.layer_norm(x * 1, (4,)).pow(3).sum(), [x])
     assert g.shape == (2, 4)
+
+
+# -- end to end: a gradient penalty through a small convolutional critic ------------------------
+def _critic(L, x, w1, b1, gw, gb, w2, w3, b3):
+    h = L.F.leaky_relu(L.F.group_norm(L.F.conv2d(x, w1, b1, padding=1), 2, gw, gb), 0.2)
+    h = L.F.avg_pool2d(L.F.conv_transpose2d(L.F.max_pool2d(h, 2), w2, stride=2), 2)
+    return L.F.linear(h.flatten(1), w3, b3)
+
+
+def _penalty_grads(L, grad, arrays, make):
+    x, *params = [make(a) for a in arrays]
+    out = _critic(L, x, *params)
+    (gx,) = grad(out.sum(), [x], create_graph=True)
+    norms = (gx.flatten(1) ** 2).sum(1).sqrt()
+    penalty = ((norms - 1) ** 2).mean() + L.F.cross_entropy(out, L.ints([0, 2, 1]))
+    return [np.asarray(g.detach().cpu() if hasattr(g, "cpu") else g.detach())
+            for g in grad(penalty, params)]
+
+
+def test_gradient_penalty_through_a_conv_critic_matches_torch(device):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(11)
+    shapes = [(3, 2, 6, 6), (4, 2, 3, 3), (4,), (4,), (4,), (4, 3, 2, 2), (3, 27), (3,)]
+    arrays = [rng.standard_normal(s) * (0.5 if len(s) > 1 else 1) for s in shapes]
+    ours = _penalty_grads(_Pydl(device), pydl.autograd.grad, arrays, lambda a: leaf(a, device))
+    theirs = _penalty_grads(_Torch(), torch.autograd.grad, arrays,
+                            lambda a: torch.tensor(a, requires_grad=True))
+    for g, e in zip(ours, theirs, strict=True):
+        assert_close(g, e, rtol=1e-8, atol=1e-10)
