@@ -55,6 +55,12 @@ def _n(rng, s):
     return rng.standard_normal(s)
 
 
+def _with_zeros(rng, s):
+    a = rng.standard_normal(s)
+    a.reshape(-1)[[1, 2, 6]] = 0.0  # for (3, 4): two zeros in row 0, one in row 1
+    return a
+
+
 def _probs(rng, s):
     p = rng.uniform(0.1, 1.0, s)
     return p / p.sum(axis=1, keepdims=True)
@@ -188,6 +194,7 @@ CASES = {
     "pad-circular": (lambda L, x: L.F.pad(x, (1, 2, 2, 0), mode="circular"),
                      [((1, 2, 3, 4), _n)]),
     "prod-dim": (lambda L, x: L.m.prod(x, 1), [((3, 4), _n)]),
+    "prod-zeros": (lambda L, x: L.m.prod(x, 1), [((3, 4), _with_zeros)]),
     "prod-all": (lambda L, x: L.m.prod(x), [((2, 3), _u(0.5, 1.5))]),
     "interpolate-bilinear": (lambda L, x: L.F.interpolate(x, size=(5, 3), mode="bilinear"),
                              [((1, 2, 3, 4), _n)]),

@@ -276,7 +276,7 @@ def _prod_backward_graph(a, g, axis, keepdim):
     b = a.reshape(-1) if axis is None else a.movedim(axis, -1)
     cols = b.unbind(-1) if b.ndim > 1 else b.unbind(0)
     n = len(cols)
-    ones = cols[0] * 0 + 1 if n else None
+    ones = xp_of(cols[0]).ones_like(cols[0]) if n else None  # a constant
     left, right = [ones], [ones]
     for k in range(1, n):
         left.append(left[-1] * cols[k - 1])
