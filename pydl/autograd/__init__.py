@@ -748,6 +748,8 @@ def _run_graph(outputs, grad_outputs, retain_graph, capture, leaf_uses):
 class _ZeroDerivative(Function):
     """``value``, recorded as a function of ``depends`` whose derivative is zero."""
 
+    double_backward = True  # its backward is constant zeros: a third derivative passes it
+
     @staticmethod
     def forward(ctx, value, *depends):
         ctx.metas = [(d.shape, d.dtype) for d in depends]

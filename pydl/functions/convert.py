@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import backend_of, get_backend
+from ..tensor import Tensor
 from ._util import astype
 
 __all__ = ["cast", "to_device", "clone", "contiguous"]
@@ -23,6 +24,8 @@ class Cast(Function):
 
 
 class ToDevice(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, device):
         ctx.src = backend_of(a)
@@ -31,6 +34,8 @@ class ToDevice(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):  # create_graph: a recorded copy back
+            return ToDevice.apply(g, ctx.src_device), None
         host = backend_of(g).to_numpy(g)
         return ctx.src.from_numpy(host, dtype=g.dtype, device=ctx.src_device), None
 

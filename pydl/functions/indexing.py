@@ -16,7 +16,7 @@ import numpy as np
 
 from ..autograd import Function, same_device
 from ..tensor import Tensor, dtype_name
-from ._util import sum_to_shape, xp_of
+from ._util import astype, sum_to_shape, xp_of
 from .views import share_if_view
 
 __all__ = [
@@ -31,9 +31,18 @@ def _grad_past_put(g, key, accumulated):
     overwritten elements contributed nothing, so their gradient is 0."""
     if accumulated:
         return g
+    if isinstance(g, Tensor):  # create_graph: a recorded write of zeros
+        return IndexPut.apply(g, 0.0, key=key, accumulate=False)
     g = g.copy()
     g[key] = 0
     return g
+
+
+def scatter_add_graph(shape, key, g):
+    """zeros(shape) with ``g`` added at ``key`` (repeats accumulate), as a recorded op whose
+    own backward is ``g[key]``: the create_graph form of the ``_index_add`` backwards."""
+    zeros = Tensor._make(xp_of(g.data).zeros(shape, dtype=g.dtype), False)
+    return IndexPut.apply(zeros, g, key=key, accumulate=True)
 
 
 def _index_add(target, key, values):
@@ -243,6 +252,8 @@ def getitem(x, key) -> Tensor:
 
 # -- x[key] = value, out of place ------------------------------------------------------------
 class IndexPut(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, value, key, accumulate):
         ctx.key, ctx.accumulate = key, accumulate
@@ -275,8 +286,8 @@ class IndexPut(Function):
         gx = _grad_past_put(g, ctx.key, ctx.accumulate) if ctx.needs_input_grad[0] else None
         gv = None
         if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1]:
-            gv = g[ctx.key]
-            if not _is_array(gv):
+            gv = GetItem.apply(g, ctx.key, True) if isinstance(g, Tensor) else g[ctx.key]
+            if not _is_array(gv) and not isinstance(gv, Tensor):
                 gv = xp_of(g).asarray(gv)
             extra = len(ctx.vshape) - gv.ndim
             if extra > 0:  # value had leading size-1 dims that assignment dropped
@@ -402,8 +413,14 @@ class Gather(Function):
         ctx.key = _full_index(index, dim)
         return a[ctx.key]
 
+    double_backward = True
+
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):
+            if ctx.key is None:
+                return g.sum().reshape(ctx.in_shape), None, None
+            return scatter_add_graph(ctx.in_shape, ctx.key, g), None, None
         gx = xp_of(g).zeros(ctx.in_shape, dtype=g.dtype)
         if ctx.key is None:
             gx[...] = g.sum()
@@ -446,6 +463,8 @@ def take_along_dim(x, indices, dim=None) -> Tensor:
 
 
 class Scatter(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, src, index, dim, add, src_is_array):
         key = _full_index(index, dim)
@@ -464,7 +483,12 @@ class Scatter(Function):
     def backward(ctx, g):
         gx = _grad_past_put(g, ctx.key, ctx.add) if ctx.needs_input_grad[0] else None
         gs = None
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and isinstance(g, Tensor):
+            zeros = Tensor._make(xp_of(g.data).zeros(ctx.src_shape, dtype=g.dtype), False)
+            picked = GetItem.apply(g, ctx.key, True)
+            gs = IndexPut.apply(zeros, picked, key=tuple(slice(0, n) for n in ctx.index_shape),
+                                accumulate=False)
+        elif ctx.needs_input_grad[1]:
             gs = xp_of(g).zeros(ctx.src_shape, dtype=g.dtype)
             gs[tuple(slice(0, n) for n in ctx.index_shape)] = g[ctx.key]
         return gx, gs, None, None, None, None
@@ -503,6 +527,8 @@ def scatter_add(x, dim, index, src) -> Tensor:
 
 
 class IndexSelect(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, index, dim):
         ctx.in_shape, ctx.dim, ctx.index = a.shape, dim, index
@@ -510,8 +536,11 @@ class IndexSelect(Function):
 
     @staticmethod
     def backward(ctx, g):
+        key = (slice(None),) * ctx.dim + (ctx.index,)
+        if isinstance(g, Tensor):
+            return scatter_add_graph(ctx.in_shape, key, g), None, None
         gx = xp_of(g).zeros(ctx.in_shape, dtype=g.dtype)
-        _index_add(gx, (slice(None),) * ctx.dim + (ctx.index,), g)
+        _index_add(gx, key, g)
         return gx, None, None
 
 
@@ -553,6 +582,8 @@ def index_select(x, dim, index) -> Tensor:
 
 # -- masks -----------------------------------------------------------------------------------
 class MaskedFill(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, mask, value):
         xp = xp_of(a)
@@ -566,9 +597,9 @@ class MaskedFill(Function):
         xp = xp_of(g)
         ga = gv = None
         if ctx.needs_input_grad[0]:
-            ga = sum_to_shape(xp.where(ctx.mask, 0, g).astype(g.dtype, copy=False), ctx.a_shape)
+            ga = sum_to_shape(astype(xp.where(ctx.mask, 0, g), g.dtype), ctx.a_shape)
         if ctx.needs_input_grad[2]:
-            gv = xp.where(ctx.mask, g, 0).astype(g.dtype, copy=False).sum().reshape(ctx.v_shape)
+            gv = astype(xp.where(ctx.mask, g, 0), g.dtype).sum().reshape(ctx.v_shape)
         return ga, None, gv
 
 

@@ -52,8 +52,10 @@ class Interpolate2d(Function):
 
     Nearest modes gather rows and columns directly in forward; bilinear multiplies by the
     interpolation matrices. Backward is the transpose: gx = Ah^T @ g @ Aw (for an integer
-    nearest factor, a block sum).
+    nearest factor, a block sum); on Tensors these are recorded matmuls/sums.
     """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, size, scale_factor, mode, align_corners):

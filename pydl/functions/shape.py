@@ -614,6 +614,8 @@ class ConstantPad(Function):
 class IndexPad(Function):
     """reflect / replicate / circular padding as a gather along each padded dim."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, indices):
         xp = xp_of(a)
@@ -628,12 +630,15 @@ class IndexPad(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from .indexing import _index_add
+        from .indexing import _index_add, scatter_add_graph
 
         xp = xp_of(g)
         shape = list(g.shape)
         for d in sorted(ctx.indices, reverse=True):
             shape[d] = ctx.in_shape[d]
+            if isinstance(g, Tensor):  # create_graph: a recorded scatter-add
+                g = scatter_add_graph(tuple(shape), (slice(None),) * d + (ctx.indices[d],), g)
+                continue
             gx = xp.zeros(tuple(shape), dtype=g.dtype)
             _index_add(gx, (slice(None),) * d + (ctx.indices[d],), g)
             g = gx
