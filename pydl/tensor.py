@@ -635,6 +635,18 @@ class Tensor:
     def __rtruediv__(self, other):
         return _F().div(other, self)
 
+    def __floordiv__(self, other):
+        return _F().floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _F().floor_divide(other, self)
+
+    def __mod__(self, other):
+        return _F().remainder(self, other)
+
+    def __rmod__(self, other):
+        return _F().remainder(other, self)
+
     def __pow__(self, other):
         return _F().pow(self, other)
 
@@ -748,4 +760,12 @@ FUNCTION_METHODS = (
     "cos", "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum", "lt",
     "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or", "logical_xor",
     "isnan", "isinf", "isfinite",
+    # elementwise_extra.py
+    "tan", "sinh", "cosh", "asin", "acos", "atan", "arcsin", "arccos", "arctan", "log2",
+    "exp2", "log10", "floor", "ceil", "round", "trunc", "fix", "lerp", "logaddexp", "copysign",
+    "fmod", "remainder", "floor_divide", "isclose",
+    # sorting.py
+    "sort", "argsort", "msort", "topk", "cumprod", "cummax", "cummin", "logcumsumexp",
+    # structure.py
+    "triu", "tril", "roll", "diagonal", "diag", "repeat_interleave", "unfold", "nonzero",
 )

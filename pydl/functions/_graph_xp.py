@@ -128,7 +128,8 @@ def _method(name):
     return call
 
 
-for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
+for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite", "sinh",
+              "cosh", "floor", "trunc"):
     setattr(GraphNamespace, _name, _method(_name))
 del _name
 
