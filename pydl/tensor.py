@@ -766,6 +766,8 @@ FUNCTION_METHODS = (
     "fmod", "remainder", "floor_divide", "isclose",
     # sorting.py
     "sort", "argsort", "msort", "topk", "cumprod", "cummax", "cummin", "logcumsumexp",
+    # scatter_reduce.py
+    "scatter_reduce",
     # structure.py
     "triu", "tril", "roll", "diagonal", "diag", "repeat_interleave", "unfold", "nonzero",
 )

@@ -18,6 +18,7 @@ from . import (
     nn_misc,
     pool,
     reduce,
+    scatter_reduce,
     shape,
     softmax,
     sorting,
@@ -36,6 +37,7 @@ from .matmul import *  # noqa: F401,F403
 from .nn_misc import *  # noqa: F401,F403
 from .pool import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
+from .scatter_reduce import *  # noqa: F401,F403
 from .shape import *  # noqa: F401,F403
 from .softmax import *  # noqa: F401,F403
 from .sorting import *  # noqa: F401,F403
