@@ -38,6 +38,30 @@ def _ufunc_at(name, target, key, values):
         target, key, values)
 
 
+def _multiply_at(target, key, values):
+    """In place ``target[key] *= values`` with repeated positions multiplying.
+
+    Not ``xp.multiply.at``: CuPy has no ``at`` for multiply. The contributors are sorted by
+    position and combined by a segmented log-step scan (ceil(log2 n) whole-array steps); the
+    last entry of each run is then the run's product, written once per position.
+    """
+    xp = xp_of(target)
+    values = xp.broadcast_to(values, xp.broadcast(*key).shape).reshape(-1)
+    flat = xp.zeros(values.shape, dtype=np.int64)
+    for k, n in zip(key, target.shape):
+        flat = flat * n + xp.broadcast_to(k, xp.broadcast(*key).shape).reshape(-1)
+    order = xp.argsort(flat, kind="stable")
+    pos, run = flat[order], values[order]
+    step = 1
+    while step < run.shape[0]:
+        same = pos[step:] == pos[:-step]
+        run[step:] = xp.where(same, run[step:] * run[:-step], run[step:])
+        step *= 2
+    last = xp.concatenate([pos[1:] != pos[:-1], xp.ones(min(1, pos.shape[0]), dtype=bool)])
+    out = target.reshape(-1)  # a view: target is contiguous (made by where/astype above)
+    out[pos[last]] = out[pos[last]] * run[last]
+
+
 def _extreme(dtype, largest):
     if np.dtype(dtype).kind == "f":
         return -np.inf if largest else np.inf
@@ -113,7 +137,7 @@ class ScatterReduceProd(Function):
         # product of the non-zero contributors and count of zero ones, per position
         nonzero = xp.where(mine != 0, mine, 1).astype(x.dtype)
         zeros = (keep & (x == 0)).astype(np.int64)
-        _ufunc_at("multiply", nonzero, key, xp.where(src != 0, src, 1).astype(x.dtype))
+        _multiply_at(nonzero, key, xp.where(src != 0, src, 1).astype(x.dtype))
         _index_add(zeros, key, (src == 0).astype(np.int64))
         out = xp.where(zeros > 0, 0, nonzero).astype(x.dtype)
         ctx.save_for_backward(x, src)
