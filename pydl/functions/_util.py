@@ -9,7 +9,7 @@ import numpy as np
 from ..autograd import same_device
 from ..backend import backend_of
 from ..dtypes import result_type
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor
 
 _FLOAT_KINDS = "f"
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import binary_operands, sum_to_shape, xp_of

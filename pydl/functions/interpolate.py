@@ -1,7 +1,8 @@
 """Resizing (N, C, H, W) images: the Function behind ``pydl.nn.functional.interpolate``.
 
-Nearest, bilinear and bicubic resizing are separable: y = Ah @ x @ Aw^T with one (out, in) matrix per
-axis, built on the host by ``_interp_matrix`` as PyTorch computes its source indices.
+Nearest, bilinear and bicubic resizing are separable: y = Ah @ x @ Aw^T with one (out, in)
+matrix per axis, built on the host by ``_interp_matrix`` as PyTorch computes its source
+indices.
 """
 
 from __future__ import annotations
