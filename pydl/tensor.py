@@ -518,6 +518,16 @@ class Tensor:
         return self
 
     def _write_result(self, out):
+        from .dtypes import category
+
+        if out.dtype != self.dtype and category(out.dtype) > category(self.dtype):
+            # PyTorch's rule for in-place ops: the promoted result must not need a higher
+            # category than the tensor written into (int += 2.5 raises; float32 += float64 is
+            # fine)
+            raise RuntimeError(
+                f"in-place result type {dtype_name(out.dtype)} can't be cast to the tensor's "
+                f"type {dtype_name(self.dtype)}"
+            )
         if out.shape != self.shape:
             raise RuntimeError(
                 f"in-place result of shape {out.shape} cannot be written into a tensor of "

@@ -137,3 +137,19 @@ def test_mixed_precision_gradients_flow_back_in_each_dtype(device):
     y.sum().backward()
     assert a.grad.dtype == pydl.float32 and a.grad.tolist() == [3.0, 4.0]
     assert b.grad.dtype == pydl.float64 and b.grad.tolist() == [1.0, 2.0]
+
+
+def test_in_place_ops_keep_the_dtype_and_refuse_a_higher_category(device):
+    f = pydl.ones(2, device=device)
+    f += pydl.ones(2, dtype=pydl.float64, device=device)  # float64 result cast back, as torch
+    assert f.dtype == pydl.float32 and f.tolist() == [2.0, 2.0]
+    i = pydl.tensor([1, 2], device=device)
+    i *= 3
+    assert i.dtype == pydl.int64 and i.tolist() == [3, 6]
+    for t, other in ((pydl.tensor([1, 2], device=device), 2.5),
+                     (pydl.tensor([True, False], device=device), 1)):
+        with pytest.raises(RuntimeError, match="can't be cast to the tensor's type"):
+            t += other
+        tt = torch.tensor(t.tolist())
+        with pytest.raises(RuntimeError, match="can't be cast"):
+            tt += other
