@@ -145,3 +145,49 @@ def test_nonzero(device):
         assert pydl.tensor(v, device=device).nonzero().shape == \
             tuple(torch.tensor(v).nonzero().shape)
     assert pydl.zeros(2, 3, device=device).nonzero().shape == (0, 2)
+
+
+# -- non-contiguous inputs and 0-d tensors, across the new families ---------------------------
+NONCONTIG = {
+    "sort": lambda t: t.sort(dim=0).values,
+    "topk": lambda t: t.topk(2, dim=1).values,
+    "cumprod": lambda t: t.cumprod(0),
+    "logcumsumexp": lambda t: t.logcumsumexp(1),
+    "cummax": lambda t: t.cummax(0).values,
+    "triu": lambda t: t.triu(),
+    "roll": lambda t: t.roll(2, 1),
+    "diagonal": lambda t: t.diagonal(1),
+    "repeat_interleave": lambda t: t.repeat_interleave(2, dim=0),
+    "unfold": lambda t: t.unfold(1, 2, 2),
+    "einsum": lambda t: pydl.einsum("ij,kj->ik", t, t),
+    "logaddexp": lambda t: pydl.logaddexp(t, t.flip(0)),
+    "fmod": lambda t: pydl.fmod(t, 0.7),
+    "tan": lambda t: t.tan(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NONCONTIG))
+def test_noncontiguous_input_matches_contiguous(name, device):
+    fn = NONCONTIG[name]
+    base = np.random.default_rng(9).permutation(30).reshape(6, 5) * 0.13 - 1.5
+    x_nc = leaf(base, device).t()  # a transposed view: (5, 6), not contiguous
+    assert not x_nc.is_contiguous()
+    x_c = leaf(np.ascontiguousarray(base.T), device)
+    assert_close(host(fn(x_nc)), host(fn(x_c)), rtol=1e-14, atol=1e-15)
+    x = leaf(base, device)
+    assert gradcheck(lambda t: fn(t.t()), [x])
+
+
+def test_zero_dim_inputs(device):
+    torch = pytest.importorskip("torch")
+    a = pydl.tensor(1.5, dtype=pydl.float64, device=device)
+    ta = torch.tensor(1.5, dtype=torch.float64)
+    for ours, theirs in ((lambda t: t.cumprod(0), lambda t: t.cumprod(0)),
+                         (lambda t: t.logcumsumexp(0), lambda t: t.logcumsumexp(0)),
+                         (lambda t: t.cummax(0).values, lambda t: t.cummax(0).values),
+                         (lambda t: t.sort().values, lambda t: t.sort().values),
+                         (lambda t: t.topk(1).values, lambda t: t.topk(1).values),
+                         (lambda t: t.floor(), lambda t: t.floor()),
+                         (lambda t: pydl.einsum(",->", t, t), lambda t: torch.einsum(",->", t, t))):
+        got, want = ours(a), theirs(ta)
+        assert got.shape == tuple(want.shape) and got.item() == want.item()

@@ -54,6 +54,9 @@ def roll(x, shifts, dims=None):
     from .shape import cat, narrow
 
     x = _as_tensor(x, "roll")
+    if x.ndim == 0:  # one element: every roll is itself
+        normalize_axis(0 if dims is None else dims, 0, "roll")
+        return x.clone()
     if dims is None:
         if not isinstance(shifts, numbers.Integral):
             raise RuntimeError("roll: without dims, shifts must be a single int")
