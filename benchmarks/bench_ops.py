@@ -118,7 +118,7 @@ def main(argv=None):
             continue
         arrays = [np.random.default_rng(2).standard_normal(s).astype(np.float32) for s in shapes]
 
-        def step(lib):
+        def step(lib, fn=fn, arrays=arrays):
             xs = _inputs(lib, arrays)
             fn(lib, *xs).sum().backward()
 
