@@ -1,7 +1,8 @@
 """Indexing: ``x[key]``, ``x[key] = v``, gather, scatter, index_select, masked_fill, one_hot.
 
 ``getitem`` takes what NumPy takes (ints, slices with steps, ``...``, ``None``, integer
-lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's errors: an index out
+lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's result order (integers
+select before index tensors index, see ``_split_int_selects``) and errors: an index out
 of range raises IndexError naming the index, the dimension and its size (also on a GPU, where
 CuPy would silently wrap). Basic indexing (ints, slices, ``...``, ``None``) returns a view that
 shares the input's version counter; advanced indexing copies. The backward scatters the
@@ -263,7 +264,8 @@ class GetItem(Function):
 
 
 def getitem(x, key) -> Tensor:
-    """``x[key]`` with NumPy semantics; basic indexing gives a view, advanced a copy."""
+    """``x[key]`` with NumPy semantics, except PyTorch's rule for integers beside index
+    tensors (``_split_int_selects``); basic indexing gives a view, advanced a copy."""
     key, advanced = _normalize_key(x, key)
     split = _split_int_selects(key) if advanced else None
     if split is not None:
