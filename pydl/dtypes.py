@@ -22,6 +22,7 @@ lattice (``BFLOAT16`` is None).
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import numpy as np
@@ -55,6 +56,9 @@ def _as_np_dtype(dtype) -> np.dtype:
 
 def category(dtype) -> int:
     """0 for bool, 1 for integers, 2 for floating dtypes (bfloat16 included)."""
+    known = _CATEGORIES.get(dtype)
+    if known is not None:
+        return known
     dtype = _as_np_dtype(dtype)
     if dtype == BFLOAT16 or dtype.kind == "f":
         return _FLOAT
@@ -65,6 +69,13 @@ def category(dtype) -> int:
     raise TypeError(f"dtype {dtype} has no place in pydl's type promotion")
 
 
+_CATEGORIES = {np.dtype(t): c for t, c in ((np.bool_, _BOOL), (np.int32, _INT), (np.int64, _INT),
+                                             (np.float16, _FLOAT), (np.float32, _FLOAT),
+                                             (np.float64, _FLOAT))}
+if BFLOAT16 is not None:
+    _CATEGORIES[BFLOAT16] = _FLOAT
+
+
 def promote_types(a, b) -> np.dtype:
     """The smallest dtype both ``a`` and ``b`` convert to, as ``torch.promote_types``.
 
@@ -73,7 +84,11 @@ def promote_types(a, b) -> np.dtype:
     >>> pydl.promote_types(pydl.int64, pydl.float16)
     dtype('float16')
     """
-    a, b = _as_np_dtype(a), _as_np_dtype(b)
+    return _promote(_as_np_dtype(a), _as_np_dtype(b))
+
+
+@functools.lru_cache(maxsize=256)
+def _promote(a: np.dtype, b: np.dtype) -> np.dtype:
     if a == b:
         return a
     ca, cb = category(a), category(b)
@@ -85,12 +100,16 @@ def promote_types(a, b) -> np.dtype:
     return np.promote_types(a, b)
 
 
+_Tensor = None  # pydl.Tensor, set on first use (pydl.tensor imports this module's users)
+
+
 def _operand_dtype(x):
     """(group, dtype) of one operand: group 0 dimensioned tensor, 1 0-d tensor, 2 number."""
-    from .tensor import Tensor
-
-    if isinstance(x, Tensor):
-        return (0 if x.ndim else 1), x.dtype
+    global _Tensor
+    if _Tensor is None:
+        from .tensor import Tensor as _Tensor
+    if isinstance(x, _Tensor):
+        return (0 if x.data.ndim else 1), x.data.dtype
     if isinstance(x, (bool, np.bool_)):
         return 2, np.dtype(np.bool_)
     if isinstance(x, numbers.Integral):

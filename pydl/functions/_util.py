@@ -8,7 +8,7 @@ import numpy as np
 
 from ..autograd import same_device
 from ..backend import backend_of
-from ..dtypes import result_type
+from ..dtypes import category, result_type
 from ..tensor import Tensor
 
 _FLOAT_KINDS = "f"
@@ -70,6 +70,11 @@ def binary_operands(a, b, op: str):
     if not (ta and tb):
         t = a if ta else b
         other = _coerce_scalar(b if ta else a, t, op)
+        if not isinstance(other, Tensor):  # a Python number: the common, fast case
+            common = _with_number(t.dtype, other)
+            if common is not t.dtype:
+                t = t.to(common)
+            return (t, other) if ta else (other, t)
         a, b = (t, other) if ta else (other, t)
     elif type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
         same_device(op, a, b)
@@ -81,6 +86,17 @@ def binary_operands(a, b, op: str):
     if isinstance(b, Tensor) and b.dtype != common:
         b = b.to(common)
     return a, b
+
+
+_NUMBER_RANK = {bool: (0, np.dtype(np.bool_)), int: (1, np.dtype(np.int64)),
+                float: (2, np.dtype(np.float32))}
+
+
+def _with_number(dtype, number):
+    """``result_type(tensor of dtype, number)``: the tensor's dtype unless the number is of a
+    higher category (then that category's default: int64, or float32)."""
+    rank, default = _NUMBER_RANK[type(number)]
+    return default if rank > category(dtype) else dtype
 
 
 def _coerce_scalar(value, like: Tensor, op: str):
