@@ -140,7 +140,8 @@ def _method(name):
     return call
 
 
-for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
+for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite",
+              "sinh", "cosh", "floor", "trunc"):
     setattr(GraphNamespace, _name, _method(_name))
 del _name
 

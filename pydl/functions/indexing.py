@@ -1,7 +1,8 @@
 """Indexing: ``x[key]``, ``x[key] = v``, gather, scatter, index_select, masked_fill, one_hot.
 
 ``getitem`` takes what NumPy takes (ints, slices with steps, ``...``, ``None``, integer
-lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's errors: an index out
+lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's result order (integers
+select before index tensors index, see ``_split_int_selects``) and errors: an index out
 of range raises IndexError naming the index, the dimension and its size (also on a GPU, where
 CuPy would silently wrap). Basic indexing (ints, slices, ``...``, ``None``) returns a view that
 shares the input's version counter; advanced indexing copies. The backward scatters the
@@ -217,6 +218,36 @@ def _normalize_key(x: Tensor, key, op: str = "index"):
     return tuple(items), advanced
 
 
+def _split_int_selects(key):
+    """PyTorch's rule for integers in a key that also holds index arrays: the integers select
+    first (as ``x.select``), then the arrays index what is left. NumPy instead counts an
+    integer as an index array, which moves the indexed dims to the front when a slice
+    separates it from an array (``x[:, I, :, 1]``: PyTorch (5, 3, 3), NumPy (3, 5, 3)).
+
+    For a normalized key with both, returns ``(selects, rest)`` with
+    ``x[key] == x[selects][rest]`` in PyTorch's sense; otherwise None.
+    """
+    if not any(_is_array(k) for k in key) or not any(_is_int(k) for k in key):
+        return None
+    selects, rest = [], []
+    for k in key:
+        if _is_int(k):
+            selects.append(k)
+            continue
+        rest.append(k)
+        if k is Ellipsis:
+            selects.append(k)
+        elif isinstance(k, slice):
+            selects.append(slice(None))
+        elif _is_array(k):
+            selects.extend([slice(None)] * (k.ndim if k.dtype.kind == "b" else 1))
+    return tuple(selects), tuple(rest)
+
+
+def _is_int(k) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool)
+
+
 # -- x[key] ----------------------------------------------------------------------------------
 class GetItem(Function):
     double_backward = True
@@ -242,8 +273,12 @@ class GetItem(Function):
 
 
 def getitem(x, key) -> Tensor:
-    """``x[key]`` with NumPy semantics; basic indexing gives a view, advanced a copy."""
+    """``x[key]`` with NumPy semantics, except PyTorch's rule for integers beside index
+    tensors (``_split_int_selects``); basic indexing gives a view, advanced a copy."""
     key, advanced = _normalize_key(x, key)
+    split = _split_int_selects(key) if advanced else None
+    if split is not None:
+        return getitem(getitem(x, split[0]), split[1])
     out = GetItem.apply(x, key, advanced)
     if advanced:  # a copy
         return out
@@ -305,7 +340,11 @@ def index_put(x, key, value, accumulate=False) -> Tensor:
     """
     if isinstance(key, list) and key and all(isinstance(k, Tensor) for k in key):
         key = tuple(key)  # torch's index_put(indices=[t0, t1], ...)
-    nkey, _ = _normalize_key(x, key, "index_put")
+    nkey, advanced = _normalize_key(x, key, "index_put")
+    split = _split_int_selects(nkey) if advanced else None
+    if split is not None:  # write into the selected part, then put that part back
+        part = index_put(getitem(x, split[0]), split[1], value, accumulate)
+        return index_put(x, split[0], part)
     if isinstance(value, Tensor):
         same_device("index_put", x, value)
         if value.dtype != x.dtype:
@@ -324,7 +363,13 @@ def _write_inplace(x, key, value) -> Tensor:
     ``x`` nor ``value`` requires grad): ``_rebase`` would copy the whole tensor twice per
     assignment. Bumps the version counter like every in-place write.
     """
-    nkey, _ = _normalize_key(x, key, "index_put")
+    nkey, advanced = _normalize_key(x, key, "index_put")
+    split = _split_int_selects(nkey) if advanced else None
+    if split is not None:  # x.data[selects] is a view: write through it
+        part = Tensor._make(x.data[split[0]])
+        _write_inplace(part, split[1], value)
+        x._bump()
+        return x
     if isinstance(value, Tensor):
         same_device("index_put", x, value)
         value = value.data

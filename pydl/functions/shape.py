@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function, same_device
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor
 from ._util import sum_to_shape, xp_of
 from .views import share_if_view
 
@@ -420,15 +420,14 @@ def _check_join(tensors, op: str) -> list:
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__} at position {i}")
-    first = tensors[0]
     same_device(op, *tensors)
-    for i, t in enumerate(tensors[1:], 1):
-        if t.dtype != first.dtype:
-            raise TypeError(
-                f"{op}: expected all tensors to have the same dtype, got "
-                f"{dtype_name(first.dtype)} (position 0) and {dtype_name(t.dtype)} "
-                f"(position {i}); convert one with .to(dtype)"
-            )
+    if any(t.dtype != tensors[0].dtype for t in tensors):  # PyTorch promotes, as torch.cat
+        from ..dtypes import promote_types
+
+        common = tensors[0].dtype
+        for t in tensors[1:]:
+            common = promote_types(common, t.dtype)
+        tensors = [t if t.dtype == common else t.to(common) for t in tensors]
     return tensors
 
 
