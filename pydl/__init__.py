@@ -33,6 +33,7 @@ from .creation import *  # noqa: E402,F401,F403
 from .functions import *  # noqa: E402,F401,F403
 from .tensor import (  # noqa: E402
     Tensor,
+    bfloat16,
     bool_,
     float16,
     float32,
@@ -52,12 +53,14 @@ long = int64
 half = float16
 
 _LAZY_MODULES = ("nn", "optim", "data", "train", "io", "models", "cuda", "testing", "profiler",
-                 "custom")
+                 "custom", "amp")
 _LAZY_NAMES = {
     "Sequential": "train",
     "Model": "train",
     "save": "io",
     "load": "io",
+    "autocast": "amp",
+    "is_autocast_enabled": "amp",
 }
 
 

@@ -6,9 +6,9 @@ import numbers
 
 import numpy as np
 
-from ..autograd import same_device
+from ..autograd import autocast_active, same_device
 from ..backend import backend_of
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor, dtype_name, is_floating_dtype
 
 _FLOAT_KINDS = "f"
 
@@ -67,8 +67,12 @@ def binary_operands(a, b, op: str):
     if ta and tb:
         da, db = a.dtype, b.dtype
         if da != db:
-            fa, fb = da.kind == "f", db.kind == "f"
+            fa, fb = is_floating_dtype(da), is_floating_dtype(db)
             if fa and fb:
+                if autocast_active():  # Function.apply promotes them to the widest
+                    if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+                        same_device(op, a, b)
+                    return a, b
                 raise TypeError(
                     f"{op}: dtypes {dtype_name(da)} and {dtype_name(db)} differ; convert one "
                     "with .to(dtype) first"
@@ -87,7 +91,7 @@ def binary_operands(a, b, op: str):
     other = _coerce_scalar(other, t, op)
     if isinstance(other, Tensor):
         return binary_operands(a if ta else other, other if ta else b, op)
-    if t.dtype.kind != "f" and isinstance(other, float):
+    if not is_floating_dtype(t.dtype) and isinstance(other, float):
         t = t.to(np.float32)
     elif t.dtype.kind == "b" and isinstance(other, numbers.Integral) and \
             not isinstance(other, bool):
@@ -103,7 +107,7 @@ def _coerce_scalar(value, like: Tensor, op: str):
     if isinstance(value, (np.ndarray, list, tuple)) or type(value).__module__.startswith("cupy"):
         return Tensor(value, device=like.device,
                       dtype=like.dtype if np.asarray(value).dtype.kind == "f"
-                      or like.dtype.kind == "f" else None)
+                      or is_floating_dtype(like.dtype) else None)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}")
 
 

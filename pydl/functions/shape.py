@@ -17,8 +17,8 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, same_device
-from ..tensor import Tensor, dtype_name
+from ..autograd import Function, autocast_active, same_device
+from ..tensor import Tensor, dtype_name, is_floating_dtype
 from ._util import sum_to_shape, xp_of
 from .views import share_if_view
 
@@ -422,8 +422,10 @@ def _check_join(tensors, op: str) -> list:
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__} at position {i}")
     first = tensors[0]
     same_device(op, *tensors)
+    relaxed = autocast_active()  # Function.apply promotes mixed floats to the widest
     for i, t in enumerate(tensors[1:], 1):
-        if t.dtype != first.dtype:
+        if t.dtype != first.dtype and not (relaxed and is_floating_dtype(t.dtype)
+                                           and is_floating_dtype(first.dtype)):
             raise TypeError(
                 f"{op}: expected all tensors to have the same dtype, got "
                 f"{dtype_name(first.dtype)} (position 0) and {dtype_name(t.dtype)} "
