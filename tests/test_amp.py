@@ -316,3 +316,62 @@ def test_parameter_written_outside_the_optimizer_is_reread():
         p.fill_(4.0)
     opt.step()
     assert p.float().tolist() == [3.5, 3.5, 3.5]
+
+
+# -- Keras side: compile(mixed_precision=...) and pydl train --precision -----------------------
+def _digits_like(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((3, 10)) * 2
+    y = rng.integers(0, 3, n)
+    return (centers[y] + rng.standard_normal((n, 10)) * 0.5).astype(np.float32), y
+
+
+@pytest.mark.parametrize("name,dtype", [("bf16", BF16), ("mixed_bfloat16", BF16),
+                                        ("fp16", F16), ("mixed_float16", F16)])
+def test_compile_mixed_precision_trains_float32_weights(name, dtype):
+    x, y = _digits_like()
+    pydl.manual_seed(0)
+    model = pydl.Sequential([pydl.nn.Linear(10, 32), pydl.nn.ReLU(), pydl.nn.Linear(32, 3)])
+    model.compile(optimizer="adam", lr=1e-2, metrics=["accuracy"], mixed_precision=name)
+    assert model.mixed_precision == dtype
+    assert (model.scaler is not None) == (dtype == F16)
+    seen = []
+    model.module[2].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    hist = model.fit(x, y, epochs=15, batch_size=32, verbose=0)
+    assert set(seen) == {dtype}  # the matmuls ran in the low dtype
+    assert all(p.dtype == F32 for p in model.parameters())  # the weights stayed float32
+    assert hist.history["loss"][-1] < 0.5 * hist.history["loss"][0]
+    assert model.evaluate(x, y, verbose=0)["accuracy"] > 0.9
+    assert model.predict(x[:5]).dtype == np.float32
+
+
+def test_compile_mixed_precision_errors_and_fp32_names():
+    model = pydl.Sequential([pydl.nn.Linear(2, 2)])
+    for name in (None, "fp32", "float32"):
+        assert model.compile(mixed_precision=name).mixed_precision is None
+    with pytest.raises(ValueError, match="'bf16', 'fp16'"):
+        model.compile(mixed_precision="int8")
+
+
+def test_fp16_training_checkpoint_keeps_the_scaler(tmp_path):
+    x, y = _digits_like()
+    model = pydl.Sequential([pydl.nn.Linear(10, 3)])
+    model.compile(optimizer="sgd", lr=0.1, mixed_precision="fp16")
+    model.scaler = GradScaler(init_scale=256.0, growth_interval=2)
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)  # 3 clean steps: grows once
+    assert model.scaler.get_scale() == 512.0
+    path = os.fspath(tmp_path / "ckpt.safetensors")
+    model.save_checkpoint(path)
+    other = pydl.Sequential([pydl.nn.Linear(10, 3)])
+    other.compile(optimizer="sgd", lr=0.1, mixed_precision="fp16")
+    other.load_checkpoint(path)
+    assert other.scaler.state_dict() == model.scaler.state_dict()
+
+
+def test_cli_precision_flag():
+    from pydl.cli import parse
+
+    assert parse(["--model", "mlp", "--precision", "bf16", "--device", "cpu"]).precision == "bf16"
+    assert parse(["--model", "cnn", "--device", "cpu"]).precision == "fp32"
+    with pytest.raises(SystemExit, match="--precision bf16 trains"):
+        parse(["--model", "gan", "--precision", "bf16", "--device", "cpu"])
