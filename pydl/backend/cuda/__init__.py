@@ -21,7 +21,7 @@ Switches (also reachable as ``pydl.cuda.*``):
 from __future__ import annotations
 
 from .. import protocol
-from . import activation, conv, gemm, graph, optim, pool, rnn, runtime, softmax
+from . import activation, conv, gemm, gemm_half, graph, optim, pool, rnn, runtime, softmax
 from .gemm import GEMM_CONFIGS, TF32_TILE
 from .runtime import (
     CTYPES,
@@ -55,7 +55,7 @@ name = "cuda"
 xp = cupy
 
 #: the kernel family modules, each with its SOURCE file, instances() and protocol kernels
-FAMILIES = (gemm, conv, pool, softmax, activation, rnn, optim)
+FAMILIES = (gemm, gemm_half, conv, pool, softmax, activation, rnn, optim)
 KERNEL_FILES = tuple(family.SOURCE for family in FAMILIES)
 
 
