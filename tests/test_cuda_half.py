@@ -94,3 +94,38 @@ def test_instances_cover_both_formats_and_transposes():
     assert len(names) == 8 and len(set(names)) == 8
     assert any("pydl::bf16" in n for n in names) and any("pydl::f16" in n for n in names)
     assert gemm_half.launch_block(names[0]) == 128
+
+
+# -- the other kernels: low-precision inputs computed in float32 (backend/low_precision.py) -----
+def _close_low(got, want, dtype, scale):
+    got = np.asarray(got).astype(np.float64)
+    assert np.all(np.abs(got - want) <= 2 * ULP[dtype] * (np.abs(want) + scale)), \
+        np.max(np.abs(got - want))
+
+
+@pytest.mark.parametrize("dtype", [F16, BF16], ids=str)
+def test_kernels_take_low_precision_inputs(dev, dtype):
+    from pydl.backend.cpu import reference as ref
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 3, 9, 11)).astype(dtype)
+    w = (rng.standard_normal((5, 3, 3, 3)) / 4).astype(dtype)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    y = backend.conv2d_forward(dev.put(x), dev.put(w), (2, 1), (1, 1), (1, 1), 1)
+    want = ref.conv2d_forward(x64, w64, (2, 1), (1, 1), (1, 1), 1)
+    assert dev.get(y).dtype == dtype
+    _close_low(dev.get(y), want, dtype, scale=np.abs(want).max() * 2 ** -10)
+    p, arg = backend.max_pool2d_forward(dev.put(x), (3, 3), (2, 2), (1, 1))
+    pw, pa = ref.max_pool2d_forward(x64, (3, 3), (2, 2), (1, 1))
+    assert np.array_equal(dev.get(p).astype(np.float64), pw)  # maxima are exact
+    assert np.array_equal(dev.get(arg), pa)
+    logits = x.reshape(-1, 11)
+    for name in ("softmax_forward", "log_softmax_forward"):
+        got = dev.get(getattr(backend, name)(dev.put(logits)))
+        want = getattr(ref, name)(logits.astype(np.float64))
+        assert got.dtype == dtype
+        _close_low(got, want, dtype, scale=0.0)
+    target = rng.integers(0, 11, logits.shape[0])
+    loss, _ = backend.cross_entropy_forward(dev.put(logits), dev.put(target), None, -100, 0.0)
+    want, _ = ref.cross_entropy_forward(logits.astype(np.float64), target, None, -100, 0.0)
+    _close_low(dev.get(loss), want, dtype, scale=0.0)

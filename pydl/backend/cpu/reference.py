@@ -4,7 +4,7 @@ Every kernel here is the plain NumPy statement of what the protocol entry comput
 versions (``ext.py``) and the CUDA versions (``pydl.backend.cuda``) are tested against these.
 Each kernel computes in its input's dtype (float32 or float64) and accepts empty arrays;
 float16 and bfloat16 inputs are widened to float32, computed, and the results rounded back
-once (float32 accumulation, as the CUDA kernels do; ``_float32_compute`` at the end).
+once (float32 accumulation, as the CUDA kernels do; ``backend/low_precision.py``).
 
 Convolution and pooling share one idea: pad the input, then take a strided *view* of shape
 (N, C, kH, kW, Ho, Wo) whose element [n, c, i, j, p, q] is the padded input at row
@@ -14,14 +14,12 @@ scatter back with one strided slice-add per kernel offset (col2im).
 
 from __future__ import annotations
 
-import functools
-
-import ml_dtypes
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ...functions._special import erf as special_erf
 from .. import protocol
+from ..low_precision import wrap_kernels
 from ..protocol import conv_output_size
 
 
@@ -502,36 +500,5 @@ def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, 
 
 
 # ----------------------------------------------------------------------------- low precision
-_LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
-
-
-def _float32_compute(kernel):
-    """``kernel`` made to take float16/bfloat16 arrays: they are widened to float32, and the
-    float results come back in the (first) low-precision input's dtype."""
-
-    @functools.wraps(kernel)
-    def run(*args, **kwargs):
-        low = next((a.dtype for a in args if isinstance(a, np.ndarray)
-                    and a.dtype in _LOW_PRECISION), None)
-        if low is None:
-            return kernel(*args, **kwargs)
-        wide = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype in _LOW_PRECISION
-                else a for a in args]
-        out = kernel(*wide, **kwargs)
-        if isinstance(out, tuple):
-            return tuple(_narrow(o, low) for o in out)
-        return _narrow(out, low)
-
-    return run
-
-
-def _narrow(out, low):
-    if isinstance(out, np.ndarray) and out.dtype == np.float32:
-        return out.astype(low)
-    return out
-
-
-# the optimizer steps update their arguments in place: optimizers hand them float32 master
-# copies (pydl/optim/optimizer.py), so they are left as they are
-for _name in [k for k in protocol.KERNELS if not k.endswith("_step")]:
-    globals()[_name] = _float32_compute(globals()[_name])
+# float16 / bfloat16 inputs: widened to float32, results rounded back (backend/low_precision.py)
+wrap_kernels(globals(), protocol.KERNELS)

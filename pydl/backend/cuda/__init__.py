@@ -21,6 +21,7 @@ Switches (also reachable as ``pydl.cuda.*``):
 from __future__ import annotations
 
 from .. import protocol
+from ..low_precision import wrap_kernels
 from . import activation, conv, gemm, gemm_half, graph, optim, pool, rnn, runtime, softmax
 from .gemm import GEMM_CONFIGS, TF32_TILE
 from .runtime import (
@@ -74,6 +75,9 @@ def _kernels_of_families() -> dict:
 # Export each protocol kernel from its family module (matmul from gemm.py, ...), once at
 # import: a new kernel needs no line here.
 globals().update(_kernels_of_families())
+# float16 / bfloat16 inputs of the kernels without a low-precision version (all but matmul,
+# which has tensor-core kernels in matmul_half.cu) compute in float32 (backend/low_precision.py)
+wrap_kernels(globals(), [k for k in protocol.KERNELS if k != "matmul"])
 
 
 def instances() -> dict[str, list[str]]:
