@@ -149,10 +149,10 @@ def cpu_rows(quick):
 
 
 def gpu_rows(quick):
-    from pydl.backend import cuda as ck
-
     import cupy
     import ml_dtypes
+
+    from pydl.backend import cuda as ck
 
     rows, raw = [], {}
     for dt_name, dt in (("float16", np.float16), ("bfloat16", ml_dtypes.bfloat16)):
@@ -167,7 +167,8 @@ def gpu_rows(quick):
                 rows.append([dt_name, n, "INVALID", f"{err:.2e}", "", "", ""])
                 continue
             stats = time_stats_interleaved(
-                {"pydl": lambda: ck.matmul(a, b), "cublas": lambda: cupy.matmul(a, b)},
+                {"pydl": lambda a=a, b=b: ck.matmul(a, b),
+                 "cublas": lambda a=a, b=b: cupy.matmul(a, b)},
                 syncs={"pydl": cupy.cuda.Device().synchronize,
                        "cublas": cupy.cuda.Device().synchronize}, min_runs=5)
             tf = {k: 2 * n ** 3 / (v["median_ms"] * 1e-3) / 1e12 for k, v in stats.items()}

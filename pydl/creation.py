@@ -228,7 +228,8 @@ def randn(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples."""
     backend = get_backend(device)
     dt = _float_dtype(dtype)
-    arr = backend.rng().standard_normal(_shape(size), dtype=np.float32 if dt in LOW_PRECISION else dt)
+    draw = np.float32 if dt in LOW_PRECISION else dt
+    arr = backend.rng().standard_normal(_shape(size), dtype=draw)
     return _make(arr.astype(dt, copy=False), requires_grad)
 
 

@@ -78,7 +78,8 @@ def test_matmul_half_batched_and_views(dev, dtype):
 
 def test_matmul_half_empty_k_and_overflow(dev):
     for dtype in (F16, BF16):
-        z = dev.get(backend.matmul(dev.put(np.ones((3, 0), dtype)), dev.put(np.ones((0, 4), dtype))))
+        z = dev.get(backend.matmul(dev.put(np.ones((3, 0), dtype)),
+                                   dev.put(np.ones((0, 4), dtype))))
         assert z.shape == (3, 4) and np.all(z.astype(np.float32) == 0)
     # 300 * 300 = 90000: past float16's 65504, so inf (IEEE); bfloat16 holds it
     a = np.full((2, 1), 300.0)

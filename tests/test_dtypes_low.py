@@ -31,7 +31,8 @@ def test_bfloat16_is_ml_dtypes_and_a_float():
 
 @pytest.mark.parametrize("dtype", LOW)
 def test_creation_functions(device, dtype):
-    for t in (pydl.zeros(2, 3, dtype=dtype, device=device), pydl.ones(4, dtype=dtype, device=device),
+    for t in (pydl.zeros(2, 3, dtype=dtype, device=device),
+              pydl.ones(4, dtype=dtype, device=device),
               pydl.full((2,), 1.5, dtype=dtype, device=device),
               pydl.randn(3, 5, dtype=dtype, device=device),
               pydl.rand(7, dtype=dtype, device=device), pydl.empty(2, dtype=dtype, device=device),

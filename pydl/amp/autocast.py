@@ -212,8 +212,8 @@ def _check_cuda(dtype) -> None:
 
     if not cuda.is_available():
         raise RuntimeError(
-            f"autocast: device_type='cuda' needs a CUDA GPU and none is available; use "
-            f"pydl.autocast('cpu', dtype=pydl.bfloat16) on the CPU"
+            "autocast: device_type='cuda' needs a CUDA GPU and none is available; use "
+            "pydl.autocast('cpu', dtype=pydl.bfloat16) on the CPU"
         )
 
 

@@ -95,7 +95,8 @@ def run(args) -> dict:
     print(f"pydl train: {args.model} on {args.dataset} ({len(x_tr)} train / {len(x_te)} test), "
           f"{args.epochs} epochs, batch {args.batch_size}, {type(optimizer).__name__} lr {args.lr}"
           f"{', augmented' if augment else ''}, {workers} loader workers, device {model.device}"
-          f"{', precision ' + args.precision if getattr(args, 'precision', 'fp32') != 'fp32' else ''}")
+          + (f", precision {args.precision}"
+             if getattr(args, "precision", "fp32") != "fp32" else ""))
     fit_args = {"epochs": args.epochs, "validation_data": (x_te, y_te),
                 "verbose": 0 if args.quiet else 1}
     start = time.perf_counter()

@@ -10,9 +10,9 @@ pydl's classification losses take *logits* (no softmax layer at the end), as PyT
 
 from __future__ import annotations
 
-import numpy as np
-
 import contextlib
+
+import numpy as np
 
 from .. import amp, nn, optim
 from ..autograd import no_grad
