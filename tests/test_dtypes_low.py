@@ -193,3 +193,10 @@ def test_layer_ops_forward_and_backward_in_low_precision(device, dtype):
     for k in arrays:
         g = ref_ts[k].grad.numpy()
         _close(ts[k].grad.float().numpy(), g, dtype, scale=np.abs(g).max(), ulps=32)
+
+
+def test_assert_close_compares_bfloat16_with_its_tolerance():
+    x = pydl.tensor([1.0, 2.0, 3.0])
+    pydl.testing.assert_close(x.bfloat16(), x.numpy() * (1 + 2 ** -8))  # within bf16 rounding
+    with pytest.raises(AssertionError, match="differ beyond"):
+        pydl.testing.assert_close(x.bfloat16(), x.numpy() * 1.05)
