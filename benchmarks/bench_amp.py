@@ -88,25 +88,23 @@ def _steps(tmod, pmod, x, y):
     popt = pydl.optim.AdamW(pmod.parameters(), lr=1e-4)
     tx, ty, px, py = torch.from_numpy(x), torch.from_numpy(y), pydl.tensor(x), pydl.tensor(y)
 
-    def torch_step(low):
+    def step_of(opt, model, loss_fn, x, y, region):
         def step():
-            topt.zero_grad()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=low):
-                loss = torch.nn.functional.cross_entropy(tmod(tx), ty)
+            opt.zero_grad()
+            with region():
+                loss = loss_fn(model(x), y)
             loss.backward()
-            topt.step()
+            opt.step()
             return loss.item()
         return step
 
+    def torch_step(low):
+        return step_of(topt, tmod, torch.nn.functional.cross_entropy, tx, ty,
+                       lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=low))
+
     def pydl_step(low):
-        def step():
-            popt.zero_grad()
-            with pydl.autocast("cpu", dtype=pydl.bfloat16, enabled=low):
-                loss = pydl.nn.functional.cross_entropy(pmod(px), py)
-            loss.backward()
-            popt.step()
-            return loss.item()
-        return step
+        return step_of(popt, pmod, pydl.nn.functional.cross_entropy, px, py,
+                       lambda: pydl.autocast("cpu", dtype=pydl.bfloat16, enabled=low))
 
     return {"pydl fp32": pydl_step(False), "pydl bf16": pydl_step(True),
             "torch fp32": torch_step(False), "torch bf16": torch_step(True)}

@@ -2,9 +2,10 @@
 in ``csrc/cuda`` and compiled at run time by NVRTC.
 
 One module per kernel family, each declaring its ``.cu`` file (``SOURCE``) and the template
-instances it launches (``instances()``): ``gemm`` (matmul.cu), ``conv`` (conv2d.cu), ``pool``,
-``softmax``, ``activation``, ``rnn``, ``optim``. This package exports every protocol kernel
-from the family that defines it (``FAMILIES``). ``runtime`` compiles, caches and launches
+instances it launches (``instances()``): ``gemm`` (matmul.cu), ``gemm_half``
+(matmul_half.cu), ``conv`` (conv2d.cu), ``pool``, ``softmax``, ``activation``, ``rnn``,
+``optim``. This package exports every protocol kernel from the family that defines it
+(``FAMILIES``). ``runtime`` compiles, caches and launches
 them and holds devices, random numbers and the switches; ``graph`` records CUDA graphs.
 No protocol kernel calls cuBLAS or cuDNN; CuPy is used for allocation and small glue (casts,
 split-K sums, table uploads).
