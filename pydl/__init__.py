@@ -30,6 +30,7 @@ from .autograd import (  # noqa: E402
 from .backend import Device  # noqa: E402
 from .backend import Device as device  # noqa: E402,F401 - torch.device-style spelling
 from .creation import *  # noqa: E402,F401,F403
+from .dtypes import promote_types, result_type  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
 from .tensor import (  # noqa: E402
     Tensor,

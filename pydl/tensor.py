@@ -539,6 +539,16 @@ class Tensor:
         return self
 
     def _write_result(self, out):
+        from .dtypes import category
+
+        if out.dtype != self.dtype and category(out.dtype) > category(self.dtype):
+            # PyTorch's rule for in-place ops: the promoted result must not need a higher
+            # category than the tensor written into (int += 2.5 raises; float32 += float64 is
+            # fine)
+            raise RuntimeError(
+                f"in-place result type {dtype_name(out.dtype)} can't be cast to the tensor's "
+                f"type {dtype_name(self.dtype)}"
+            )
         if out.shape != self.shape:
             raise RuntimeError(
                 f"in-place result of shape {out.shape} cannot be written into a tensor of "
@@ -656,6 +666,18 @@ class Tensor:
     def __rtruediv__(self, other):
         return _F().div(other, self)
 
+    def __floordiv__(self, other):
+        return _F().floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return _F().floor_divide(other, self)
+
+    def __mod__(self, other):
+        return _F().remainder(self, other)
+
+    def __rmod__(self, other):
+        return _F().remainder(other, self)
+
     def __pow__(self, other):
         return _F().pow(self, other)
 
@@ -770,4 +792,14 @@ FUNCTION_METHODS = (
     "cos", "tanh", "sigmoid", "erf", "relu", "clamp", "clip", "maximum", "minimum", "lt",
     "le", "gt", "ge", "eq", "ne", "logical_not", "logical_and", "logical_or", "logical_xor",
     "isnan", "isinf", "isfinite",
+    # elementwise_extra.py
+    "tan", "sinh", "cosh", "asin", "acos", "atan", "arcsin", "arccos", "arctan", "log2",
+    "exp2", "log10", "floor", "ceil", "round", "trunc", "fix", "lerp", "logaddexp", "copysign",
+    "fmod", "remainder", "floor_divide", "isclose",
+    # sorting.py
+    "sort", "argsort", "msort", "topk", "cumprod", "cummax", "cummin", "logcumsumexp",
+    # scatter_reduce.py
+    "scatter_reduce",
+    # structure.py
+    "triu", "tril", "roll", "diagonal", "diag", "repeat_interleave", "unfold", "nonzero",
 )

@@ -99,6 +99,141 @@ def accumulate(out, rank, size):
     return result
 
 
+class Probe(pydl.autograd.Function):
+    """Identity whose backward appends "probe" to ``EVENTS``: a point inside backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        EVENTS.append("probe")
+        return g
+
+
+EVENTS = []
+
+
+def overlap(out, rank, size):
+    """One bucket per parameter; record when each bucket's all-reduce starts relative to a
+    probe between the two layers, and read the gradients right after backward."""
+    from pydl.distributed.parallel import _Bucket
+
+    x, y = data()
+    module = net()
+    wrapped = dist.DistributedDataParallel(module, bucket_cap_mb=0)
+    index = {id(b): k for k, b in enumerate(wrapped._buckets)}
+    names = {id(p): f"p{i}" for i, p in enumerate(module.parameters())}
+    original = _Bucket.start
+
+    def start(bucket):  # the real start, and a note of when it ran
+        EVENTS.append(f"start{index[id(bucket)]}")
+        original(bucket)
+
+    _Bucket.start = start
+    shard = slice(rank * 6, rank * 6 + 6)
+    h = module[1](module[0](f64(x[shard])))
+    loss = nn.functional.cross_entropy(module[2](Probe.apply(h)), pydl.tensor(y[shard]))
+    loss.backward()
+    EVENTS.append("returned")
+    _Bucket.start = original
+    result = {"events": np.array(EVENTS), "order": np.array(
+        [names[id(b.params[0])] for b in wrapped._buckets])}
+    result.update({f"grad_p{i}": p.grad.data.copy() for i, p in enumerate(module.parameters())})
+    # the reference: the local gradients of every rank's shard (plain module), averaged
+    local = net()
+    nn.functional.cross_entropy(local(f64(x[shard])), pydl.tensor(y[shard])).backward()
+    for i, p in enumerate(local.parameters()):
+        result[f"mean_p{i}"] = np.mean([g.numpy() for g in dist.all_gather(p.grad)], axis=0)
+    return result
+
+
+def clip_closure(out, rank, size):
+    """Gradient clipping before step() and an optimizer closure, with no sync_gradients()
+    call; on rank 0 also one process on the combined batches."""
+    x, y = data()
+    result = {}
+
+    def run(module, model, shards):
+        opt = optim.SGD(model.parameters(), lr=0.5, momentum=0.9)
+        for step in range(3):
+            xs, ys = shards(step)
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xs), ys).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 0.05)  # the norm of averaged grads
+            opt.step()
+        for step in range(3, 6):
+            xs, ys = shards(step)
+
+            def closure(xs=xs, ys=ys):
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(xs), ys)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+        return params(module)
+
+    def mine(step):
+        lo = step * BATCH * size + rank * BATCH
+        return f64(x[lo:lo + BATCH]), pydl.tensor(y[lo:lo + BATCH])
+
+    def combined(step):
+        lo = step * BATCH * size
+        return f64(x[lo:lo + BATCH * size]), pydl.tensor(y[lo:lo + BATCH * size])
+
+    module = net()
+    for k, v in run(module, dist.DistributedDataParallel(module, bucket_cap_mb=0.0002),
+                    mine).items():
+        result[k] = v
+    if rank == 0:
+        single = net()
+        for k, v in run(single, single, combined).items():
+            result[f"single_{k}"] = v
+    return result
+
+
+def unused(out, rank, size):
+    """A parameter that gets no gradient (on rank 1 only, then on both ranks) must not
+    hang the job; the others are averaged."""
+    pydl.manual_seed(3)
+    a, b, c = nn.Linear(4, 4).double(), nn.Linear(4, 4).double(), nn.Linear(4, 2).double()
+    module = nn.ModuleList([a, b, c])
+    wrapped = dist.DistributedDataParallel(module, bucket_cap_mb=0)
+    x = f64(np.full((3, 4), rank + 1.0))
+    result = {"buckets": np.array([len(wrapped.buckets)])}
+    for step, skip_b in enumerate((rank == 1, True)):
+        module.zero_grad()
+        h = a(x).tanh()
+        h = h if skip_b else b(h).tanh()
+        c(h).sum().backward()
+        for i, p in enumerate(module.parameters()):
+            result[f"s{step}_p{i}"] = p.grad.numpy() if p.grad is not None else np.zeros(0)
+    return result
+
+
+def double_backward(out, rank, size):
+    """backward(create_graph=True) on a wrapped model raises naming the way out; inside
+    no_sync it works, and autograd.grad(create_graph=True) (a gradient penalty) too."""
+    module = net()
+    wrapped = dist.DistributedDataParallel(module)
+    x = f64(np.ones((2, 5)) * (rank + 1))
+    message = ""
+    try:
+        (wrapped(x) ** 2).sum().backward(create_graph=True)
+    except RuntimeError as exc:
+        message = str(exc)
+    module.zero_grad()
+    with wrapped.no_sync():
+        (wrapped(x) ** 2).sum().backward(create_graph=True)
+    x.requires_grad = True
+    (g,) = pydl.autograd.grad((wrapped(x) ** 2).sum(), [x], create_graph=True)
+    module.zero_grad()
+    ((g ** 2).sum()).backward()  # second order through the penalty, then averaged
+    return {"message": np.array(message), "p0": module[0].weight.grad.numpy()}
+
+
 def fit(out, rank, size):
     """Model.fit under the launcher (float32, as fit feeds it) vs one process on the
     combined batches."""

@@ -294,13 +294,20 @@ def test_backward_on_non_scalar_needs_gradient(device):
         (x * 2).backward(pydl.ones(3, dtype=pydl.float64, device=device))
 
 
-def test_mixed_float_dtypes_raise_naming_both(device):
+def test_mixed_float_dtypes_promote_and_grads_keep_each_dtype(device):
+    # PyTorch's promotion: float32 meets float64 in float64; each leaf's gradient comes back
+    # in its own dtype. matmul does not promote (as torch.mm): it raises naming both.
     a = leaf([1.0], device, dtype=pydl.float32)
     b = leaf([1.0], device, dtype=pydl.float64)
     for op in (lambda: a + b, lambda: a * b, lambda: pydl.maximum(a, b),
                lambda: pydl.where(pydl.tensor([True], device=device), a, b)):
-        with pytest.raises(TypeError, match="pydl.float32.*pydl.float64"):
-            op()
+        a.grad = b.grad = None
+        y = op()
+        assert y.dtype == pydl.float64
+        y.sum().backward()
+        assert a.grad.dtype == pydl.float32 and b.grad.dtype == pydl.float64
+    with pytest.raises(TypeError, match="pydl.float32.*pydl.float64"):
+        a.reshape(1, 1) @ b.reshape(1, 1)
 
 
 # -- retain_grad -------------------------------------------------------------------------------

@@ -67,6 +67,30 @@ def test_gradcheck(shape, device):
     assert gradcheck(lambda x, w, b: pydl.custom.layer_norm(x, w, b, eps=1e-3), (x, w, b))
 
 
+@pytest.mark.parametrize("shape", [(5, 7), (1, 1), (2, 3, 6)])
+def test_second_derivatives(shape, device):
+    """Under create_graph both shipped ops differentiate a built-in reference: gradgradcheck,
+    and the Hessian-vector product equals the built-in ops' one."""
+    from pydl.testing import gradgradcheck
+
+    _, (x, b, w) = _inputs(shape, device, requires_grad=True)
+    assert gradgradcheck(pydl.custom.bias_gelu, (x, b))
+    assert gradgradcheck(lambda x, w, b: pydl.custom.layer_norm(x, w, b, eps=1e-3), (x, w, b))
+    F = pydl.nn.functional
+    for mine, ref, args in (
+            (pydl.custom.bias_gelu, lambda x, b: F.gelu(x + b), (x, b)),
+            (lambda x, w, b: pydl.custom.layer_norm(x, w, b, eps=1e-3),
+             lambda x, w, b: F.layer_norm(x, (x.shape[-1],), w, b, eps=1e-3), (x, w, b))):
+        hv = []
+        for fn in (mine, ref):
+            out = (fn(*args) ** 2).sum()
+            gs = pydl.autograd.grad(out, args, create_graph=True)
+            dot = sum((g * g.detach()).sum() for g in gs)
+            hv.append([h.numpy() for h in pydl.autograd.grad(dot, args)])
+        for a, e in zip(*hv):
+            np.testing.assert_allclose(a, e, rtol=1e-7, atol=1e-9)
+
+
 def test_non_contiguous_input(device):
     (x, b, w), (tx, tb, tw) = _inputs((6, 5), device)
     view = tx.t()  # (5, 6), not contiguous

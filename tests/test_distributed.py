@@ -333,3 +333,75 @@ def test_a_failing_or_stuck_rank_ends_the_job_with_an_error(tmp_path, scenario):
     assert seconds < 60, f"the job took {seconds:.0f} s to end"
     expected = "rank 1 fails on purpose" if scenario == "fail" else "waited 5 s"
     assert expected in out
+
+
+@needs_mpi
+def test_allreduces_start_during_backward_and_grads_are_averaged_when_it_returns(tmp_path):
+    code, _, out, (r0, r1) = launch("overlap", tmp_path)
+    assert code == 0, out
+    for r in (r0, r1):
+        events = list(r["events"])
+        # buckets in reverse parameter order, one per parameter: the second layer's first
+        assert list(r["order"]) == ["p3", "p2", "p1", "p0"]
+        assert events.index("start0") < events.index("probe")  # started inside backward,
+        assert events.index("start1") < events.index("probe")  # before the first layer's
+        assert events.index("probe") < events.index("start2")  # gradients existed
+        assert sorted(e for e in events if e.startswith("start")) == [
+            "start0", "start1", "start2", "start3"]
+        assert events[-1] == "returned"
+        for i in range(4):  # .grad is the average of the ranks' gradients when backward returns
+            assert r[f"grad_p{i}"].tobytes() == r0[f"grad_p{i}"].tobytes()
+            np.testing.assert_allclose(r[f"grad_p{i}"], r[f"mean_p{i}"], rtol=0, atol=1e-15)
+    assert not np.allclose(r0["grad_p0"], 0)
+
+
+@needs_mpi
+def test_clipping_and_optimizer_closure_need_no_manual_sync(tmp_path):
+    code, _, out, (r0, r1) = launch("clip_closure", tmp_path)
+    assert code == 0, out
+    for i in range(4):
+        assert r0[f"p{i}"].tobytes() == r1[f"p{i}"].tobytes()
+        np.testing.assert_allclose(r0[f"p{i}"], r0[f"single_p{i}"], rtol=0, atol=1e-10)
+
+
+@needs_mpi
+def test_parameters_without_a_gradient_do_not_hang_the_job(tmp_path):
+    code, seconds, out, (r0, r1) = launch("unused", tmp_path, timeout=120,
+                                          env={"PYDL_DIST_TIMEOUT": "20"})
+    assert code == 0, out
+    assert seconds < 60
+    assert r0["buckets"][0] == 6
+    # the reference, in this process: each rank's local gradients, averaged
+    local = []
+    for rank in range(2):
+        pydl.manual_seed(3)
+        a, b, c = nn.Linear(4, 4).double(), nn.Linear(4, 4).double(), nn.Linear(4, 2).double()
+        x = pydl.tensor(np.full((3, 4), rank + 1.0), dtype=pydl.float64)
+        steps = []
+        for skip_b in (rank == 1, True):
+            for p in (*a.parameters(), *b.parameters(), *c.parameters()):
+                p.grad = None
+            h = a(x).tanh()
+            c((h if skip_b else b(h).tanh())).sum().backward()
+            steps.append([p.grad.numpy() if p.grad is not None else np.zeros((p.shape))
+                          for p in (*a.parameters(), *b.parameters(), *c.parameters())])
+        local.append(steps)
+    for step in range(2):
+        for i in range(6):
+            assert r0[f"s{step}_p{i}"].tobytes() == r1[f"s{step}_p{i}"].tobytes()
+            if step == 1 and i in (2, 3):  # b, used by no rank: .grad stays None
+                assert r0[f"s{step}_p{i}"].size == 0
+                continue
+            expected = (local[0][step][i] + local[1][step][i]) / 2
+            np.testing.assert_allclose(r0[f"s{step}_p{i}"], expected, rtol=0, atol=1e-15)
+    assert np.abs(r0["s0_p2"]).max() > 0  # b, used on rank 0 only: rank 0's gradient / 2
+
+
+@needs_mpi
+def test_double_backward_through_ddp_raises_clearly_and_no_sync_or_grad_work(tmp_path):
+    code, _, out, (r0, r1) = launch("double_backward", tmp_path)
+    assert code == 0, out
+    for r in (r0, r1):
+        assert "create_graph=True" in str(r["message"]) and "no_sync" in str(r["message"])
+    assert r0["p0"].tobytes() == r1["p0"].tobytes()  # the penalty's backward was averaged
+    assert np.abs(r0["p0"]).max() > 0

@@ -13,8 +13,10 @@ from pydl.testing import assert_close, gradgradcheck
 
 # ops whose backward is a fused kernel not yet differentiable: create_graph raises for them
 NOT_DOUBLE_DIFFERENTIABLE = set()
-# shape cases whose backward still writes into arrays in place (index_add)
-SHAPE_NOT_YET = {"pad-reflect", "pad-replicate", "pad-circular"}
+# shape cases whose double backward is not implemented yet
+SHAPE_NOT_YET = set()
+# Functions whose outputs are never differentiable (comparisons, predicates): no backward
+NON_DIFFERENTIABLE = {"Compare", "Predicate"}
 BINARY = {
     "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
     "div": lambda a, b: a / b, "pow": lambda a, b: a.abs() ** b,
@@ -139,6 +141,39 @@ def test_reduction_second_derivative_torch_parity(name, device):
             [_rng().standard_normal((3, 4, 2))], device)
 
 
+class _TorchAsPydl:
+    """The ``pydl.*`` names the shape and MORE cases use, answered by torch."""
+
+    def __getattr__(self, name):
+        import torch
+
+        return {"pad": torch.nn.functional.pad}.get(name) or getattr(torch, name)
+
+
+def _as_torch(fn):
+    """``fn`` with the global ``pydl`` replaced by :class:`_TorchAsPydl`."""
+    import types
+
+    return types.FunctionType(fn.__code__, {**fn.__globals__, "pydl": _TorchAsPydl()},
+                              fn.__name__, fn.__defaults__, fn.__closure__)
+
+
+@pytest.mark.filterwarnings("ignore:The use of `x.T` on tensors:UserWarning")  # torch's
+@pytest.mark.parametrize("name,shape,fn,ref", SHAPE_CASES, ids=[c[0] for c in SHAPE_CASES])
+def test_shape_second_derivative_torch_parity(name, shape, fn, ref, device):
+    pytest.importorskip("torch")
+    tfn = _as_torch(fn)
+    _parity(lambda t: fn(t) ** 3, lambda t: tfn(t) ** 3, [_rng().standard_normal(shape)], device)
+
+
+@pytest.mark.parametrize("key", [1, (slice(None), slice(None, None, 2)), [0, 2, 2],
+                                 (slice(1, None), [3, 3, 0])], ids=str)
+def test_getitem_second_derivative_torch_parity(key, device):
+    pytest.importorskip("torch")
+    _parity(lambda t: t[key] ** 3, lambda t: t[key] ** 3, [_rng().standard_normal((3, 5))],
+            device)
+
+
 def test_matmul_second_derivative_torch_parity(device):
     rng = _rng()
     _parity(lambda a, b: (a @ b).tanh(), lambda a, b: (a @ b).tanh(),
@@ -205,19 +240,52 @@ def test_grad_outputs_with_a_graph_are_differentiated(device):
     assert np.asarray(gx).tolist() == [4.0] and np.asarray(gv).tolist() == [3.0]
 
 
+class _Cube(pydl.autograd.Function):
+    """A user Function whose backward works on arrays only (no ``double_backward``)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return 3 * x * x * g
+
+
 def test_op_without_double_backward_raises_naming_it(device):
-    x = pydl.tensor(_rng().standard_normal((1, 1, 4, 4)), dtype=pydl.float64, device=device,
-                    requires_grad=True)
-    w = pydl.tensor(_rng(4).standard_normal((2, 1, 3, 3)), dtype=pydl.float64, device=device,
-                    requires_grad=True)
-    y = pydl.nn.functional.conv2d(x, w).pow(2).sum()
-    gx, gw = pydl.autograd.grad(y, [x, w], create_graph=True)
-    # first derivatives through conv are still right
-    gx_ref, gw_ref = pydl.autograd.grad(pydl.nn.functional.conv2d(x, w).pow(2).sum(), [x, w])
-    assert_close(gx.detach(), gx_ref) and assert_close(gw.detach(), gw_ref)
+    x = leaf(_rng().standard_normal((2, 3)), device)
+    (gx,) = pydl.autograd.grad(_Cube.apply(x).sum(), [x], create_graph=True)
+    # the first derivative is still right, and has a graph
+    assert_close(gx.detach(), 3 * np.asarray(x.detach()) ** 2)
     assert gx.requires_grad
-    with pytest.raises(RuntimeError, match="Conv2d: its backward is not differentiable yet"):
+    with pytest.raises(RuntimeError, match="_Cube: its backward is not differentiable yet"):
         pydl.autograd.grad(gx.sum(), [x])
+
+
+def test_every_builtin_function_is_double_differentiable():
+    """No differentiable Function of pydl.functions is left on the raw-array-only path."""
+    import inspect
+
+    import pydl.functions as fns
+    from pydl.autograd import Function
+
+    seen, missing = set(), []
+    for module in list(vars(fns).values()):
+        if not inspect.ismodule(module) or not module.__name__.startswith("pydl.functions"):
+            continue
+        for obj in vars(module).values():
+            if inspect.isclass(obj) and issubclass(obj, Function) and obj is not Function \
+                    and obj not in seen:
+                seen.add(obj)
+                if obj.backward is Function.backward:  # an abstract base (RecurrenceBase)
+                    continue
+                if not getattr(obj, "double_backward", False) and \
+                        obj.__name__ not in NON_DIFFERENTIABLE:
+                    missing.append(f"{module.__name__}.{obj.__name__}")
+    assert len(seen) > 60
+    assert not missing, missing
 
 
 # -- kernel-backed ops whose create_graph backward composes differentiable ops -------------
@@ -275,6 +343,13 @@ def test_more_ops_gradgradcheck(name, device):
     assert gradgradcheck(fn, [leaf(_rng().standard_normal(shape), device)])
 
 
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_ops_second_derivative_torch_parity(name, device):
+    pytest.importorskip("torch")
+    fn, shape = MORE[name]
+    _parity(fn, _as_torch(fn), [_rng().standard_normal(shape)], device)
+
+
 def test_saving_outputs_makes_no_reference_cycle(device):
     import gc
     import weakref
@@ -290,3 +365,14 @@ def test_saving_outputs_makes_no_reference_cycle(device):
         assert ref() is None  # freed by reference counting alone
     finally:
         gc.enable()
+
+
+def test_third_derivative(device):
+    """Gradients made with create_graph carry zero-derivative nodes (for constants such as
+    the seed): they too are differentiable, so third derivatives work."""
+    x = leaf(np.array([1.0, -2.0]), device)
+    (g,) = pydl.autograd.grad((x ** 3 * x.relu()).sum(), [x], create_graph=True)
+    (h,) = pydl.autograd.grad(g.sum(), [x], create_graph=True)
+    (k,) = pydl.autograd.grad(h.sum(), [x])
+    # d3/dx3 of x^3 relu(x): 24 x for x > 0, 0 for x < 0
+    assert_close(np.asarray(k), np.array([24.0, 0.0]))

@@ -114,3 +114,156 @@ def test_forward_hooks_share_the_handle_type():
     for h in hs:
         h.remove()
     assert not m._forward_hooks and not m._forward_pre_hooks and not m._backward_hooks
+
+
+# -- leaves written during the pass (what DistributedDataParallel overlaps with) -----------
+class _Probe(pydl.autograd.Function):
+    """Identity whose backward appends "probe" to ``log``: marks a point of the pass."""
+
+    log = []
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, g):
+        _Probe.log.append("probe")
+        return g
+
+
+def _two_layers(device, create_graph=False):
+    """w2 near the output, w1 near the input, a probe between: returns the event order
+    of one backward (post-accumulate hooks and the probe's backward)."""
+    x = T(np.arange(6.0).reshape(2, 3), device, grad=False)
+    w1, w2 = T(np.ones((3, 3)) * 0.5, device), T(np.ones((3, 1)) * 2.0, device)
+    _Probe.log = log = []
+    for name, w in (("w1", w1), ("w2", w2)):
+        w.register_post_accumulate_grad_hook(
+            lambda t, name=name: log.append(f"{name} grad={np.asarray(t.grad.detach()).sum():g}"))
+    loss = (_Probe.apply((x @ w1).tanh()) @ w2).sum()
+    loss.backward(create_graph=create_graph)
+    return log, w1, w2
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_leaf_grad_is_written_as_soon_as_it_is_final(device, create_graph):
+    log, w1, w2 = _two_layers(device, create_graph)
+    # w2's gradient is complete before backward reaches the probe (and w1)
+    assert [e.split()[0] for e in log] == ["w2", "probe", "w1"]
+    assert log[0] == f"w2 grad={np.asarray(w2.grad.detach()).sum():g}"
+    assert log[2] == f"w1 grad={np.asarray(w1.grad.detach()).sum():g}"
+
+
+def test_hook_order_matches_torch():
+    torch = pytest.importorskip("torch")
+    log = []
+
+    class Probe(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            log.append("probe")
+            return g
+
+    x = torch.arange(6.0, dtype=torch.float64).reshape(2, 3)
+    w1 = torch.full((3, 3), 0.5, dtype=torch.float64, requires_grad=True)
+    w2 = torch.full((3, 1), 2.0, dtype=torch.float64, requires_grad=True)
+    for name, w in (("w1", w1), ("w2", w2)):
+        w.register_post_accumulate_grad_hook(
+            lambda t, name=name: log.append(f"{name} grad={float(t.grad.sum()):g}"))
+    (Probe.apply((x @ w1).tanh()) @ w2).sum().backward()
+    ours, _, _ = _two_layers("cpu")
+    assert ours == log
+
+
+def test_leaf_used_early_and_late_is_written_once_with_the_total(device):
+    w = T([1.0, 2.0], device)
+    v = T([3.0, 4.0], device)
+    order = []
+    w.register_post_accumulate_grad_hook(lambda t: order.append(("w", np.asarray(t.grad).tolist())))
+    v.register_post_accumulate_grad_hook(lambda t: order.append(("v", np.asarray(t.grad).tolist())))
+    h = (w * 3).exp().log()  # w's first use, far from the loss
+    loss = (_Probe.apply(h * v) * w).sum()  # v and w's second use near the loss
+    _Probe.log = []
+    loss.backward()
+    # v is final right after the node next to the loss; w only after its far use
+    assert [o[0] for o in order] == ["v", "w"]
+    # loss = sum(3 v w^2): d/dw = 6 v w, both uses summed before w's hook ran
+    assert order[1][1] == [18.0, 48.0] and np.asarray(w.grad).tolist() == [18.0, 48.0]
+
+
+def test_early_writes_accumulate_and_keep_retain_graph(device):
+    w = T([1.0, -2.0], device)
+    seen = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(np.asarray(t.grad).tolist()))
+    loss = (w * w).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    assert seen == [[2.0, -4.0], [4.0, -8.0]]
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
+def test_leaf_behind_a_node_that_gets_no_gradient_is_still_written(device):
+    class Block(pydl.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, g):
+            return None
+
+    w = T([1.0, 2.0], device)
+    seen = []
+    w.register_post_accumulate_grad_hook(lambda t: seen.append(np.asarray(t.grad).tolist()))
+    # (w * 2) gets no gradient (Block returns None), so its node is skipped; w is also used
+    # directly, and an output that is itself the leaf w adds its gradient at the end
+    pydl.autograd.backward([(Block.apply(w * 2) + w * 5).sum(), w],
+                           [None, pydl.tensor([1.0, 1.0], dtype=pydl.float64, device=device)])
+    assert seen == [[6.0, 6.0]]
+
+
+def test_queue_callback_runs_after_every_leaf_is_written(device):
+    w1, w2 = T([1.0], device), T([2.0], device)
+    events = []
+
+    def at_end():
+        events.append(("end", np.asarray(w1.grad).tolist(), np.asarray(w2.grad).tolist()))
+
+    def first(t):
+        events.append("w2")
+        pydl.autograd.queue_callback(at_end)
+
+    w2.register_post_accumulate_grad_hook(first)
+    w1.register_post_accumulate_grad_hook(lambda t: events.append("w1"))
+    (((w1 * 3).tanh() * w2) * 2).sum().backward()
+    assert events[:2] == ["w2", "w1"] and events[2][0] == "end"
+    assert events[2][1] is not None and events[2][2] == [2 * np.tanh(3.0)]
+    with pytest.raises(RuntimeError, match="no backward pass is running"):
+        pydl.autograd.queue_callback(at_end)
+
+
+def test_queue_callback_does_not_run_when_backward_fails(device):
+    class Fails(pydl.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.copy()
+
+        @staticmethod
+        def backward(ctx, g):
+            raise ValueError("backward fails on purpose")
+
+    w, v = T([1.0], device), T([2.0], device)
+    ran = []
+    v.register_post_accumulate_grad_hook(
+        lambda t: pydl.autograd.queue_callback(lambda: ran.append(True)))
+    with pytest.raises(ValueError, match="on purpose"):
+        (Fails.apply(w * 2) * v).sum().backward()
+    assert ran == [] and v.grad is not None  # v was written before the failure, as in torch
+    (v * 2).sum().backward()  # the next pass has a fresh queue
+    assert ran == [True]

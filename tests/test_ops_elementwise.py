@@ -46,6 +46,18 @@ def _clamp_dom(rng, s):  # bounds -0.5 and 0.5: stay clear of both
     return np.choose(pick, [lo, mid, hi])
 
 
+def _unit(rng, s):  # inside (-1, 1), clear of the ends (asin, acos)
+    return rng.uniform(-0.9, 0.9, s)
+
+
+def _tan_dom(rng, s):  # clear of the poles at +-pi/2
+    return rng.uniform(-1.2, 1.2, s)
+
+
+def _away_int(rng, s):  # clear of integers and halves (floor, ceil, round, trunc jump there)
+    return rng.integers(-3, 3, s) + rng.choice([0.2, 0.35, 0.65, 0.8], s)
+
+
 def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
@@ -82,6 +94,21 @@ UNARY = {
     "clamp": (lambda t: pydl.clamp(t, -0.5, 0.5), lambda x: np.clip(x, -0.5, 0.5), _clamp_dom),
     "clamp_min": (lambda t: t.clamp(min=-0.5), lambda x: np.maximum(x, -0.5), _clamp_dom),
     "clip_max": (lambda t: t.clip(max=0.5), lambda x: np.minimum(x, 0.5), _clamp_dom),
+    # elementwise_extra.py
+    "tan": (pydl.tan, np.tan, _tan_dom),
+    "sinh": (pydl.sinh, np.sinh, _real),
+    "cosh": (pydl.cosh, np.cosh, _real),
+    "asin": (pydl.asin, np.arcsin, _unit),
+    "acos": (lambda t: t.acos(), np.arccos, _unit),
+    "atan": (pydl.atan, np.arctan, _real),
+    "log2": (pydl.log2, np.log2, _pos),
+    "log10": (lambda t: t.log10(), np.log10, _pos),
+    "exp2": (pydl.exp2, np.exp2, _real),
+    "floor": (pydl.floor, np.floor, _away_int),
+    "ceil": (lambda t: t.ceil(), np.ceil, _away_int),
+    "round": (pydl.round, np.round, _away_int),
+    "round_2": (lambda t: t.round(decimals=2), lambda x: np.round(x, 2), _away_int),
+    "trunc": (pydl.trunc, np.trunc, _away_int),
 }
 
 
@@ -99,6 +126,10 @@ def _torch_unary():
         "softplus": lambda t: F.softplus(t, beta=2.0, threshold=1.0), "silu": F.silu,
         "clamp": lambda t: torch.clamp(t, -0.5, 0.5), "clamp_min": lambda t: t.clamp(min=-0.5),
         "clip_max": lambda t: t.clip(max=0.5),
+        "tan": torch.tan, "sinh": torch.sinh, "cosh": torch.cosh, "asin": torch.asin,
+        "acos": torch.acos, "atan": torch.atan, "log2": torch.log2, "log10": torch.log10,
+        "exp2": torch.exp2, "floor": torch.floor, "ceil": torch.ceil, "round": torch.round,
+        "round_2": lambda t: torch.round(t, decimals=2), "trunc": torch.trunc,
     }
 
 
@@ -166,7 +197,8 @@ def test_unary_torch_parity(name, device):
 
 
 @pytest.mark.parametrize("name", ["exp", "log", "sqrt", "tanh", "sigmoid", "gelu", "gelu_tanh",
-                                  "softplus", "silu", "elu", "leaky_relu", "erf", "clamp"])
+                                  "softplus", "silu", "elu", "leaky_relu", "erf", "clamp",
+                                  "tan", "sinh", "asin", "log2", "exp2", "floor", "round"])
 def test_unary_float32_stays_float32(name, device):
     fn, ref, dom = UNARY[name]
     arr = dom(np.random.default_rng(6), (5, 4))
@@ -350,8 +382,9 @@ def test_where_scalars_and_torch_parity(device):
     assert pydl.where(cond, -1.0, x).dtype == pydl.float64
     rows, cols = pydl.where(cond)
     assert rows.tolist() == [0, 0, 1] and cols.tolist() == [0, 2, 2]
-    with pytest.raises(TypeError, match="float32 and pydl.float64|float64 and pydl.float32"):
-        pydl.where(cond, x, x.detach().float())
+    mixed = pydl.where(cond, x, x.detach().float())  # promoted, as torch.where does
+    assert mixed.dtype == pydl.float64
+    assert str(torch.where(torch.tensor(c_np), tx, tx.detach().float()).dtype) == "torch.float64"
 
 
 def test_clamp_tensor_bounds_match_torch(device):

@@ -409,3 +409,57 @@ def test_cpu_index_tensor_on_any_device(device):
     x = T(rnd(4, 3), device)
     idx = pydl.tensor([3, 0])  # on the CPU
     np.testing.assert_array_equal(host(x[idx]), host(x)[[3, 0]])
+
+
+# -- integers beside index tensors: PyTorch's rule, not NumPy's (issue 22) -------------------
+# PyTorch applies integers first (as select), then the index tensors to what is left; NumPy
+# counts an integer as an index array, which moves the indexed dims to the front when a slice
+# separates it from an index tensor.
+TORCH_RULE_KEYS = [
+    ("slice-adv-slice-int", lambda d: (slice(None), I([0, 2, 1], d), slice(None), 1)),
+    ("int-slice-adv", lambda d: (1, slice(None), I([0, 1, 0], d))),
+    ("int-slice-adv-2d", lambda d: (-1, slice(None), I([[0, 2], [1, 1]], d))),
+    ("adv-int-adv", lambda d: (I([0, 4], d), 1, I([2, 0], d))),
+    ("int-adv-slice-int", lambda d: (2, I([3, 0], d), slice(None), 0)),
+    ("ellipsis-adv-int", lambda d: (..., I([1, 2, 0], d), slice(None), 1)),
+    ("none-int-slice-adv", lambda d: (None, 0, slice(1, 3), I([2, 0], d))),
+    ("mask-slice-int", lambda d: (pydl.tensor([True, False, True, True, False], device=d),
+                                  slice(None), slice(None), 1)),
+]
+
+
+@pytest.mark.parametrize("name,make_key", TORCH_RULE_KEYS, ids=[k[0] for k in TORCH_RULE_KEYS])
+def test_int_beside_index_tensor_follows_torch(device, name, make_key):
+    torch = pytest.importorskip("torch")
+    a = rnd(5, 4, 3, 2)
+    key = make_key(device)
+    tkey = _torch_key(torch, key)
+    x, tx = T(a, device, True), torch.tensor(a, requires_grad=True)
+    out, tout = x[key], tx[tkey]
+    assert out.shape == tuple(tout.shape)
+    np.testing.assert_array_equal(host(out), tout.detach().numpy())
+    g = np.random.default_rng(2).standard_normal(tout.shape)
+    out.backward(T(g, device))
+    tout.backward(torch.tensor(g))
+    np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), rtol=0, atol=1e-12)
+    assert gradcheck(lambda t: t[key], [T(a, device, True)])
+    # writes follow the same rule: x[key] = v takes a v of torch's shape
+    v = np.random.default_rng(3).standard_normal(tout.shape)
+    y, ty = T(a, device), torch.tensor(a)
+    y[key] = T(v, device)
+    ty[tkey] = torch.tensor(v)
+    np.testing.assert_array_equal(host(y), ty.numpy())
+    # ... also recorded by autograd, and with accumulate
+    base, val = T(a, device, True), T(v, device, True)
+    z = pydl.index_put(base * 1, key, val, accumulate=True)
+    # torch's accumulated scatter of v into x[key] is the gradient of (x[key] * v).sum()
+    tx = torch.tensor(a, requires_grad=True)
+    (tx[tkey] * torch.tensor(v)).sum().backward()
+    np.testing.assert_allclose(host(z), a + tx.grad.numpy(), rtol=0, atol=1e-12)
+    assert gradcheck(lambda t, u: pydl.index_put(t * 1, key, u, accumulate=True), [base, val])
+
+
+def test_issue_22_examples(device):
+    x = pydl.rand(5, 4, 3, 2, device=device)
+    assert x[:, I([0, 2, 1], device), :, 1].shape == (5, 3, 3)
+    assert x[1, :, I([0, 1, 0], device)].shape == (4, 3, 2)

@@ -47,6 +47,7 @@ __all__ = [
     "is_grad_enabled",
     "detect_anomaly",
     "is_anomaly_enabled",
+    "queue_callback",
 ]
 
 _state = threading.local()
@@ -386,8 +387,12 @@ def _zeros_like_meta(meta, like):
     return _xp(like).zeros(shape, dtype=dtype)
 
 
-def _topological_order(roots):
-    """Graph nodes (contexts) reachable from ``roots``, consumers before producers."""
+def _topological_order(roots, leaf_uses=None):
+    """Graph nodes (contexts) reachable from ``roots``, consumers before producers.
+
+    With a dict ``leaf_uses``, also count the edges from those nodes into each leaf
+    (id(leaf) -> count): the engine writes a leaf's ``.grad`` when its count drops to 0.
+    """
     order, visited = [], set()
     stack = [(ctx, False) for ctx in roots]
     while stack:
@@ -400,10 +405,77 @@ def _topological_order(roots):
         visited.add(id(node))
         stack.append((node, True))
         for edge in node._inputs:
-            if edge is not None and edge[1] is not None and id(edge[1]) not in visited:
+            if edge is None:
+                continue
+            if edge[1] is None:
+                if leaf_uses is not None:
+                    key = id(edge[0])
+                    leaf_uses[key] = leaf_uses.get(key, 0) + 1
+            elif id(edge[1]) not in visited:
                 stack.append((edge[1], False))
     order.reverse()
     return order
+
+
+class _Pass:
+    """One backward pass: its end-of-pass callbacks and, when it writes leaves' ``.grad``,
+    ``leaf_uses`` (id(leaf) -> edges into it not processed yet; a leaf absent from it gets
+    no more gradient in this pass: never reached, or already written)."""
+
+    __slots__ = ("callbacks", "leaf_uses")
+
+    def __init__(self, writes_leaves):
+        self.callbacks = []
+        self.leaf_uses = {} if writes_leaves else None
+
+
+def queue_callback(callback) -> None:
+    """Run ``callback()`` when the backward pass now running ends: after every leaf's
+    ``.grad`` is written and its post-accumulate-grad hooks ran (as PyTorch's
+    ``Variable._execution_engine.queue_callback``). Call it from a hook during backward;
+    callbacks run in the order queued, and only if the pass completes without an error.
+    """
+    current = getattr(_state, "backward_pass", None)
+    if current is None:
+        raise RuntimeError("queue_callback: no backward pass is running; call it from a hook "
+                           "during backward")
+    current.callbacks.append(callback)
+
+
+def _current_pass():
+    """The :class:`_Pass` now running (a new object per pass), or None outside backward."""
+    return getattr(_state, "backward_pass", None)
+
+
+def _in_pass(run, args):
+    """``run(*args, leaf_uses)`` as one backward pass, then the callbacks it queued
+    (``args`` end with ``capture``: the pass writes leaves unless it captures)."""
+    outer = getattr(_state, "backward_pass", None)
+    current = _state.backward_pass = _Pass(args[-1] is None)
+    try:
+        result = run(*args, current.leaf_uses)
+        queue = current.callbacks
+        i = 0
+        while i < len(queue):  # a callback may queue another
+            queue[i]()
+            i += 1
+    finally:
+        _state.backward_pass = outer
+    return result
+
+
+def _leaves_done(ctx, leaf_uses, leaf_grads, accumulate):
+    """Node ``ctx`` was processed: count down its edges into leaves; a leaf whose last
+    edge this was has its final gradient, so ``accumulate(leaf, gradient)`` it now."""
+    for edge in ctx._inputs:
+        if edge is not None and edge[1] is None:
+            key = id(edge[0])
+            left = leaf_uses[key] - 1
+            leaf_uses[key] = left
+            if not left:
+                del leaf_uses[key]
+                if key in leaf_grads:
+                    accumulate(*leaf_grads.pop(key))
 
 
 def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
@@ -416,20 +488,38 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
     Function's backward then runs with grad recording on, its saved arrays come back as
     Tensors (``Context.saved_tensors``), and what it computes is itself a graph.
     """
+    args = (outputs, grad_outputs, retain_graph, capture)
     if create_graph:
         with enable_grad():
-            return _run_graph(outputs, grad_outputs, retain_graph, capture)
-    Tensor = _Tensor
+            return _in_pass(_run_graph, args)
+    return _in_pass(_run_arrays, args)
+
+
+def _run_arrays(outputs, grad_outputs, retain_graph, capture, leaf_uses):
+    """``_run`` without create_graph: gradients are raw arrays.
+
+    A leaf's ``.grad`` is written (and its post-accumulate-grad hooks run) as soon as the
+    last node with an edge into it was processed, while backward goes on with the rest of
+    the graph (DistributedDataParallel starts its all-reduces from those hooks); leaves
+    still waiting at the end (outputs that are leaves, edges from skipped nodes) are written
+    then.
+    """
     anomaly = is_anomaly_enabled()
     pending = {}  # id(ctx) -> list of gradient arrays, one per output of that ctx
-    leaf_grads = {}  # id(leaf) -> (leaf, gradient)
+    leaf_grads = {}  # id(leaf) -> (leaf, gradient), until the leaf's last edge is processed
     captured = {}
     used = set()  # ids of arrays already handed to a leaf: the next leaf gets a copy
     send = _sender(capture, pending, leaf_grads, captured, _as_array)
-    roots = _roots(outputs, grad_outputs, send, used)
-    for ctx in _topological_order(roots):
+    roots = _roots(outputs, grad_outputs, send, used, leaf_uses)
+
+    def accumulate(t, g):
+        _accumulate_array(t, g, used)
+
+    for ctx in _topological_order(roots, leaf_uses):
         slots = pending.pop(id(ctx), None)
         if slots is None:
+            if leaf_uses is not None:
+                _leaves_done(ctx, leaf_uses, leaf_grads, accumulate)
             continue
         _check_not_released(ctx)
         ref = next(s for s in slots if s is not None)
@@ -441,7 +531,7 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
             _node_hooks(ctx, grads)
         if ctx._retained:
             for idx, t in ctx._retained.items():
-                t.grad = Tensor._make(grads[idx].copy(), False)
+                t.grad = _Tensor._make(grads[idx].copy(), False)
         in_grads = ctx._fn.backward(ctx, *grads)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
@@ -449,36 +539,71 @@ def _run(outputs, grad_outputs, retain_graph, capture=None, create_graph=False):
         if len(in_grads) != len(inputs):
             _wrong_count(ctx, in_grads)
         for edge, g in zip(inputs, in_grads):  # the hot loop: _checked_grads, inlined
-            if g is None or edge is None:
+            if edge is None:
                 continue
             inp = edge[0]
-            if g.shape != inp.data.shape:
-                _wrong_shape(ctx, g, inp)
-            if anomaly:
-                _check_finite(g, f"{ctx._fn.__name__}.backward")
-            if g.dtype != inp.data.dtype:
-                g = g.astype(inp.data.dtype)
-            send(inp, edge[1], edge[2], g)
+            if g is not None:
+                if g.shape != inp.data.shape:
+                    _wrong_shape(ctx, g, inp)
+                if anomaly:
+                    _check_finite(g, f"{ctx._fn.__name__}.backward")
+                if g.dtype != inp.data.dtype:
+                    g = g.astype(inp.data.dtype)
+            if edge[1] is None and leaf_uses is not None:  # a leaf: _leaves_done, inlined
+                key = id(inp)
+                left = leaf_uses[key] - 1
+                if left:  # more edges into it to come: hold the gradient
+                    leaf_uses[key] = left
+                else:  # its last edge: the gradient is final, write it now
+                    del leaf_uses[key]
+                    if key in leaf_grads:
+                        held = leaf_grads.pop(key)[1]
+                        g = held if g is None else _as_array(held + g)
+                    if g is not None:
+                        _accumulate_array(inp, g, used)
+                    continue
+            if g is not None:
+                send(inp, edge[1], edge[2], g)
         if not retain_graph:
             ctx._release()
 
-    hooked = _hooks._leaf_hooks
     for t, g in leaf_grads.values():
-        pre = hooked and _hooks.leaf_pre_hooks(t)
-        if pre:
-            g = _hooks.run_hooks(pre, g, t.shape)
-        if id(g) in used or getattr(g, "base", None) is not None:
-            g = g.copy()  # never let two leaves (or the caller) share one gradient array
-        used.add(id(g))
-        if t.grad is None:
-            t.grad = Tensor._make(g, False)
-        else:
-            t.grad = Tensor._make(_as_array(t.grad.data + g), False)
-        post = hooked and _hooks.leaf_post_hooks(t)
-        if post:
-            for hook in list(post.values()):
-                hook(t)
+        _accumulate_array(t, g, used)
     return captured
+
+
+def _accumulate_array(t, g, used):
+    """Add gradient array ``g`` into leaf ``t``'s ``.grad``, with the leaf's hooks."""
+    hooked = _hooks._leaf_hooks
+    pre = hooked and _hooks.leaf_pre_hooks(t)
+    if pre:
+        g = _hooks.run_hooks(pre, g, t.shape)
+    if id(g) in used or getattr(g, "base", None) is not None:
+        g = g.copy()  # never let two leaves (or the caller) share one gradient array
+    used.add(id(g))
+    if t.grad is None:
+        t.grad = _Tensor._make(g, False)
+    else:
+        t.grad = _Tensor._make(_as_array(t.grad.data + g), False)
+    post = hooked and _hooks.leaf_post_hooks(t)
+    if post:
+        for hook in list(post.values()):
+            hook(t)
+
+
+def _accumulate_tensor(t, g, used):
+    """``_accumulate_array`` for a Tensor gradient (create_graph): ``.grad`` keeps its graph."""
+    pre = _hooks._leaf_hooks and _hooks.leaf_pre_hooks(t)
+    if pre:
+        g = _hooks.run_hooks(pre, g, t.shape)
+    if id(g.data) in used:
+        g = g.clone()  # never let two leaves (or the caller) share one gradient array
+    used.add(id(g.data))
+    t.grad = g if t.grad is None else t.grad + g
+    post = _hooks._leaf_hooks and _hooks.leaf_post_hooks(t)
+    if post:
+        for hook in list(post.values()):
+            hook(t)
 
 
 def _node_hooks(ctx, grads):
@@ -515,10 +640,15 @@ def _sender(capture, pending, leaf_grads, captured, wrap):
     return send
 
 
-def _roots(outputs, grad_outputs, send, used):
-    """Seed ``send`` with each output's gradient; return the graph nodes to start from."""
+def _roots(outputs, grad_outputs, send, used, leaf_uses=None):
+    """Seed ``send`` with each output's gradient; return the graph nodes to start from.
+
+    An output that is a leaf gets one use in ``leaf_uses`` that no edge counts down: it is
+    written at the end of the pass."""
     roots = []
     for t, g in zip(outputs, grad_outputs):
+        if leaf_uses is not None and t._ctx is None:
+            leaf_uses[id(t)] = leaf_uses.get(id(t), 0) + 1
         if not t.requires_grad:
             raise RuntimeError(
                 "element of the outputs does not require grad and has no grad_fn: nothing "
@@ -573,16 +703,22 @@ def _checked_grads(ctx, in_grads, anomaly):
         yield edge, g
 
 
-def _run_graph(outputs, grad_outputs, retain_graph, capture):
+def _run_graph(outputs, grad_outputs, retain_graph, capture, leaf_uses):
     """``_run`` with create_graph: gradients are Tensors and every step is recorded."""
     Tensor = _Tensor
     anomaly = is_anomaly_enabled()
     pending, leaf_grads, captured, used = {}, {}, {}, set()
     send = _sender(capture, pending, leaf_grads, captured, _same)
-    roots = _roots(outputs, grad_outputs, send, used)
-    for ctx in _topological_order(roots):
+    roots = _roots(outputs, grad_outputs, send, used, leaf_uses)  # leaves as in _run_arrays
+
+    def accumulate(t, g):
+        _accumulate_tensor(t, g, used)
+
+    for ctx in _topological_order(roots, leaf_uses):
         slots = pending.pop(id(ctx), None)
         if slots is None:
+            if leaf_uses is not None:
+                _leaves_done(ctx, leaf_uses, leaf_grads, accumulate)
             continue
         _check_not_released(ctx)
         ref = next(s for s in slots if s is not None)
@@ -618,26 +754,20 @@ def _run_graph(outputs, grad_outputs, retain_graph, capture):
             if g.dtype != edge[0].data.dtype:
                 g = g.to(edge[0].data.dtype)
             send(edge[0], edge[1], edge[2], g)
+        if leaf_uses is not None:
+            _leaves_done(ctx, leaf_uses, leaf_grads, accumulate)
         if not retain_graph:
             ctx._release()
 
     for t, g in leaf_grads.values():
-        pre = _hooks._leaf_hooks and _hooks.leaf_pre_hooks(t)
-        if pre:
-            g = _hooks.run_hooks(pre, g, t.shape)
-        if id(g.data) in used:
-            g = g.clone()  # never let two leaves (or the caller) share one gradient array
-        used.add(id(g.data))
-        t.grad = g if t.grad is None else t.grad + g
-        post = _hooks._leaf_hooks and _hooks.leaf_post_hooks(t)
-        if post:
-            for hook in list(post.values()):
-                hook(t)
+        accumulate(t, g)
     return captured
 
 
 class _ZeroDerivative(Function):
     """``value``, recorded as a function of ``depends`` whose derivative is zero."""
+
+    double_backward = True  # its backward is constant zeros: a third derivative passes it
 
     @staticmethod
     def forward(ctx, value, *depends):

@@ -47,8 +47,10 @@ def _leaf_entry(t):
     entry = _leaf_hooks.get(id(t))
     if entry is None or entry[0]() is not t:
         key = id(t)
-        entry = (weakref.ref(t, lambda _r: _leaf_hooks.pop(key, None)), OrderedDict(),
-                 OrderedDict())
+        # the callback holds the dict itself: it may run at interpreter exit, after the
+        # module globals were cleared
+        entry = (weakref.ref(t, lambda _r, hooks=_leaf_hooks: hooks.pop(key, None)),
+                 OrderedDict(), OrderedDict())
         _leaf_hooks[key] = entry
     return entry
 

@@ -58,12 +58,19 @@ def custom_op(cls):
     given) and returns the output array(s); ``backward(ctx, *grads)`` returns one gradient per
     positional input (``None`` for non-differentiable ones). The result is a function of
     Tensors; its ``.function`` is the ``pydl.Function`` subclass behind it.
+
+    Second derivatives: a class that sets ``double_backward = True`` promises that its
+    ``backward`` also works when called with Tensors (under ``create_graph=True``), written with
+    pydl ops; ``bias_gelu`` and ``layer_norm`` in ``pydl.custom.fused`` do this by taking the
+    gradient of a reference written with built-in ops in that case. Without it, differentiating
+    the op's gradient raises an error naming the op.
     """
     for method in ("forward", "backward"):
         if not callable(getattr(cls, method, None)):
             raise TypeError(f"custom_op: {cls.__name__} needs a static {method}(ctx, ...)")
     body = {"forward": staticmethod(_plain(cls.forward)),
             "backward": staticmethod(_plain(cls.backward)),
+            "double_backward": bool(getattr(cls, "double_backward", False)),
             "__doc__": cls.__doc__, "__module__": cls.__module__}
     function = type(cls.__name__, (Function,), body)
 

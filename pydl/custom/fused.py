@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from ..creation import get_array_module
+from ..functions._composed import composed_vjp, graph_inputs, keep_constants
 from ..tensor import Tensor
 from . import custom_op, kernel
 
@@ -78,10 +79,16 @@ def _rows(x, cols):
 
 @custom_op
 class BiasGELU:
-    """``gelu(x + bias)`` (exact, erf form), bias broadcast over the last dimension."""
+    """``gelu(x + bias)`` (exact, erf form), bias broadcast over the last dimension.
+
+    Under ``create_graph`` the backward is the gradient of ``F.gelu(x + bias)`` (built-in ops),
+    so the op has derivatives of every order; first-order backward is the numba kernel."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, b):
+        keep_constants(ctx, x, b)
         x2 = _rows(x, b.shape[0])
         b = get_array_module(b).ascontiguousarray(b)
         y = get_array_module(x).empty_like(x2)
@@ -92,6 +99,11 @@ class BiasGELU:
 
     @staticmethod
     def backward(ctx, gy):
+        if isinstance(gy, Tensor):
+            from ..nn import functional as F
+
+            got = composed_vjp(lambda x, b: F.gelu(x + b), graph_inputs(ctx, 2), [gy])
+            return tuple(g if n else None for g, n in zip(got, ctx.needs_input_grad))
         x2, b = ctx.saved_tensors
         gy2 = _rows(gy, b.shape[0])
         dx = get_array_module(gy).empty_like(x2)
@@ -187,10 +199,16 @@ layer_norm_backward = kernel(_layer_norm_backward_cpu, _layer_norm_backward_cuda
 
 @custom_op
 class LayerNormRows:
-    """Layer norm over the last dimension with an elementwise affine ``weight`` and ``bias``."""
+    """Layer norm over the last dimension with an elementwise affine ``weight`` and ``bias``.
+
+    Under ``create_graph`` the backward is the gradient of ``F.layer_norm`` (built-in ops)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, w, b, eps):
+        keep_constants(ctx, x, w, b)
+        ctx.eps = eps
         xp = get_array_module(x)
         x2 = _rows(x, w.shape[0])
         w, b = xp.ascontiguousarray(w), xp.ascontiguousarray(b)
@@ -204,6 +222,16 @@ class LayerNormRows:
 
     @staticmethod
     def backward(ctx, gy):
+        if isinstance(gy, Tensor):
+            from ..nn import functional as F
+
+            eps = ctx.eps
+
+            def ref(x, w, b):
+                return F.layer_norm(x, (x.shape[-1],), w, b, eps)
+
+            got = composed_vjp(ref, graph_inputs(ctx, 3), [gy])
+            return (*(g if n else None for g, n in zip(got, ctx.needs_input_grad)), None)
         x2, w, mean, rstd = ctx.saved_tensors
         gy2 = _rows(gy, w.shape[0])
         dx = get_array_module(gy).empty_like(x2)

@@ -23,10 +23,18 @@ _OPS = ("sum", "mean", "max", "min")
 
 class Work:
     """A started all-reduce; ``wait()`` blocks (with the timeout) until its result is in
-    place, then applies ``finish`` (the division of a mean)."""
+    place, then applies ``finish`` (the division of a mean); ``poll()`` lets it progress
+    without blocking."""
 
-    def __init__(self, wait_fn=None, finish=None):
+    def __init__(self, wait_fn=None, finish=None, poll_fn=None):
         self._wait, self._finish, self.done = wait_fn, finish, False
+        self._poll = poll_fn
+
+    def poll(self) -> bool:
+        """Whether the transfer has completed (``wait()`` still applies ``finish``)."""
+        if self.done:
+            return True
+        return bool(self._poll()) if self._poll is not None else False
 
     def wait(self):
         if not self.done:
@@ -50,7 +58,8 @@ class MPIComm:
         request = self.comm.Iallreduce(self.MPI.IN_PLACE, array, op=self.ops[op])
         finish = (lambda: np.multiply(array, 1.0 / self.size, out=array, casting="unsafe")
                   ) if op == "mean" else None
-        return Work(lambda: wait(request, f"all_reduce of {array.size} values"), finish)
+        return Work(lambda: wait(request, f"all_reduce of {array.size} values"), finish,
+                    request.Test)
 
     def bcast(self, array, src):
         wait(self.comm.Ibcast(array, root=src), f"broadcast of {array.size} values")
@@ -97,11 +106,12 @@ class NCCLComm:
         return table[array.dtype]
 
     def _launch(self, what, call):
+        """Queue ``call(stream)``; return its wait function and its completion event."""
         # the collective's stream waits for the work already queued on the current stream
         self.stream.wait_event(self.cupy.cuda.get_current_stream().record())
         call(self.stream.ptr)
         done = self.stream.record()
-        return lambda: self._wait_event(done, what)
+        return lambda: self._wait_event(done, what), done
 
     def _wait_event(self, event, what):
         deadline = time.monotonic() + self.timeout
@@ -114,19 +124,21 @@ class NCCLComm:
         self.cupy.cuda.get_current_stream().wait_event(event)
 
     def allreduce(self, array, op):
-        wait_fn = self._launch(f"all_reduce of {array.size} values", lambda s: self.comm.allReduce(
-            array.data.ptr, array.data.ptr, array.size, self._dtype(array), self.ops[op], s))
+        wait_fn, done = self._launch(f"all_reduce of {array.size} values",
+                                     lambda s: self.comm.allReduce(
+                                         array.data.ptr, array.data.ptr, array.size,
+                                         self._dtype(array), self.ops[op], s))
         finish = (lambda: array.__imul__(1.0 / self.size)) if op == "mean" else None
-        return Work(wait_fn, finish)
+        return Work(wait_fn, finish, lambda: done.done)
 
     def bcast(self, array, src):
         self._launch(f"broadcast of {array.size} values", lambda s: self.comm.bcast(
-            array.data.ptr, array.size, self._dtype(array), src, s))()
+            array.data.ptr, array.size, self._dtype(array), src, s))[0]()
 
     def allgather(self, array):
         out = self.cupy.empty((self.size,) + array.shape, array.dtype)
         self._launch(f"all_gather of {array.size} values", lambda s: self.comm.allGather(
-            array.data.ptr, out.data.ptr, array.size, self._dtype(array), s))()
+            array.data.ptr, out.data.ptr, array.size, self._dtype(array), s))[0]()
         return list(out)
 
     def barrier(self):

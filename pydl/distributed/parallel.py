@@ -1,38 +1,34 @@
-"""``DistributedDataParallel``: the same model on every rank, gradients averaged in buckets.
+"""``DistributedDataParallel``: the same model on every rank, gradients averaged in buckets
+while backward still runs.
 
-At wrap time rank 0's parameters and buffers are broadcast to every rank. After backward,
-the gradients are packed into buckets of about ``bucket_cap_mb`` (parameters in reverse
-order, the order backward produces them; one dtype per bucket) and each bucket's all-reduce
-is started without waiting, so packing the next bucket overlaps sending this one; the
-averaged gradients are written back before the optimizer updates.
-
-The synchronisation runs from the optimizer-step hook (``pydl.backend.
-register_optimizer_step_hook``), so ``loss.backward(); opt.step()`` needs no extra call;
-``sync_gradients()`` runs it earlier (before gradient clipping, say). Starting each bucket
-from autograd hooks while backward still runs is the next step, once parameters have a
-post-accumulate-grad hook (docs/distributed.md).
+At wrap time rank 0's parameters and buffers are broadcast to every rank. The parameters are
+grouped into buckets of about ``bucket_cap_mb`` (reverse parameter order, the order backward
+produces their gradients; one dtype and device per bucket). Each parameter has a
+post-accumulate-grad hook: the autograd engine writes a leaf's ``.grad`` as soon as its
+last gradient arrived (pydl/autograd, ``_run_arrays``), so the hook marks the parameter
+ready while backward goes on with earlier layers. When a bucket is full its gradients are
+packed and its non-blocking all-reduce starts. Buckets start strictly in bucket order, the
+same on every rank (collectives must be issued in one order everywhere). The first hook of
+a backward pass queues an end-of-pass callback (``pydl.autograd.queue_callback``) that
+starts what is left (the buckets of parameters that got no gradient), waits for every
+all-reduce and writes the averaged gradients back: when ``backward()`` returns, ``.grad``
+holds the average over the ranks, ready for clipping or an optimizer step.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import time
 import weakref
 
-from ..backend import register_optimizer_step_hook
+from ..autograd import _current_pass, queue_callback
 from ..nn import Module
 from .collectives import broadcast
 from .comm import communicator
 from .group import group, init_process_group
 
 __all__ = ["DistributedDataParallel"]
-
-_live = weakref.WeakSet()
-
-
-def _on_optimizer_step(optimizer):
-    for ddp in list(_live):
-        if ddp._owns(optimizer):
-            ddp.sync_gradients()
 
 
 class _Bucket:
@@ -41,33 +37,45 @@ class _Bucket:
     def __init__(self, params):
         self.params = params
         self.work = self.buffer = None
+        self.waiting = set()  # ids of the parameters whose gradient is not final yet
 
     def start(self):
-        """Pack the gradients (zeros for a parameter without one) and start the all-reduce."""
+        """Pack the gradients (zeros for a parameter without one), then one flag per
+        parameter (1 where it has a gradient), and start the all-reduce."""
         ref = self.params[0].data
         xp = _array_module(ref)
         parts = [p.grad.data.ravel() if p.grad is not None else xp.zeros(p.data.size, ref.dtype)
                  for p in self.params]
-        self.buffer = xp.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+        parts.append(xp.asarray([p.grad is not None for p in self.params], dtype=ref.dtype))
+        self.buffer = xp.concatenate(parts)
         comm = communicator(self.buffer)
         self.work = comm.allreduce(self.buffer, "mean") if comm is not None else None
 
+    def poll(self):
+        """Let a started all-reduce progress (MPI moves data only inside MPI calls);
+        whether it has completed."""
+        return self.work is not None and self.work.poll()
+
     def finish(self):
-        """Wait for the all-reduce and write the averaged gradients back."""
+        """Wait for the all-reduce and write the averaged gradients back; a parameter
+        that had no gradient on any rank keeps ``.grad`` None (as in PyTorch)."""
         if self.work is not None:
             self.work.wait()
         from ..tensor import Tensor
 
+        flags = self.buffer[-len(self.params):].tolist()
         offset = 0
-        for p in self.params:
+        for p, flag in zip(self.params, flags):
             n = p.data.size
             grad = self.buffer[offset:offset + n].reshape(p.data.shape)
+            offset += n
+            if not flag:  # no rank had a gradient for it
+                continue
             if p.grad is None:
                 p.grad = Tensor._make(grad.copy())
             else:
                 p.grad.data[...] = grad
                 p.grad._bump()
-            offset += n
         self.work = self.buffer = None
 
 
@@ -75,6 +83,13 @@ def _array_module(array):
     from ..backend import backend_of
 
     return backend_of(array).xp
+
+
+def _grad_ready(ddp_ref, bucket, param):
+    """The post-accumulate-grad hook of each wrapped parameter (holds the wrapper weakly)."""
+    ddp = ddp_ref()
+    if ddp is not None:
+        ddp._grad_ready(bucket, param)
 
 
 class DistributedDataParallel(Module):
@@ -90,6 +105,10 @@ class DistributedDataParallel(Module):
 
     ``init_process_group()`` is called if it has not been. State dicts carry a ``module.``
     prefix, as in PyTorch; save ``ddp.module.state_dict()`` for a plain model.
+
+    When ``loss.backward()`` returns, every ``.grad`` holds the average over the ranks
+    (the all-reduces ran during backward), so clipping, an optimizer closure or reading
+    the gradients needs no extra call.
 
     >>> model = DistributedDataParallel(Net())
     >>> loss = loss_fn(model(x_shard), y_shard); loss.backward(); opt.step()
@@ -111,11 +130,20 @@ class DistributedDataParallel(Module):
         for t in list(module.parameters()) + list(module.buffers()):
             broadcast(t, src=0)
         params = [p for p in module.parameters() if p.requires_grad]
-        self._param_ids = {id(p) for p in params}
         self._buckets = _make_buckets(params[::-1], bucket_cap_mb * 2**20)
         self.world_size = group().size
-        _live.add(self)
-        register_optimizer_step_hook(_on_optimizer_step)
+        self._pass = None  # the backward pass whose gradients are being averaged
+        self._next = 0  # index of the next bucket to start
+        self._overlap = True  # False: start every bucket at the end of backward (benchmark)
+        self._timings = {}  # perf_counter times of the last synchronisation
+        handles = []
+        if self.world_size > 1:
+            me = weakref.ref(self)
+            for bucket in self._buckets:
+                for p in bucket.params:
+                    handles.append(p.register_post_accumulate_grad_hook(
+                        functools.partial(_grad_ready, me, bucket)))
+        weakref.finalize(self, _remove_all, handles)
 
     def forward(self, *args, **kwargs):
         if self.broadcast_buffers and self.training and self.world_size > 1:
@@ -130,17 +158,78 @@ class DistributedDataParallel(Module):
 
     @contextlib.contextmanager
     def no_sync(self):
-        """Inside, gradients only accumulate locally (no communication); the first sync
-        after it averages everything accumulated. For gradient accumulation."""
+        """Inside, gradients only accumulate locally (no communication); the first backward
+        after it (or ``sync_gradients()``) averages everything accumulated. For gradient
+        accumulation."""
         before, self._sync_enabled = self._sync_enabled, False
         try:
             yield
         finally:
             self._sync_enabled = before
 
-    def _owns(self, optimizer):
-        return any(id(p) in self._param_ids for g in optimizer.param_groups for p in g["params"])
+    # -- during backward: the hooks -----------------------------------------------------
+    def _grad_ready(self, bucket, param):
+        """``param.grad`` is final for this backward pass: start every bucket that is full,
+        in bucket order."""
+        if not self._sync_enabled:
+            return
+        current = _current_pass()
+        if current is None:  # .grad written outside a backward pass: nothing to overlap
+            return
+        if param.grad is not None and param.grad.requires_grad:
+            raise RuntimeError(
+                "DistributedDataParallel: backward(create_graph=True) makes .grad part of a "
+                "graph, and averaging it in place across ranks would break that graph; run "
+                "such a backward inside ddp.no_sync() (for a gradient penalty, "
+                "pydl.autograd.grad(..., create_graph=True) writes no .grad and works as is)")
+        if current is not self._pass:
+            self._begin(current)
+        bucket.waiting.discard(id(param))
+        if self._overlap:
+            self._start_full()
+        for b in self._buckets[:self._next]:
+            b.poll()
 
+    def _begin(self, current):
+        """First gradient of a backward pass: expect every parameter the pass reaches;
+        the others (unused in this forward) are ready at once."""
+        self._pass, self._next = current, 0
+        reached = current.leaf_uses
+        for b in self._buckets:
+            b.waiting = {id(p) for p in b.params if id(p) in reached}
+            b.work = b.buffer = None
+        self._timings = {"first_grad": time.perf_counter(), "started_in_backward": 0}
+        queue_callback(self._end_of_backward)
+
+    def _start_full(self):
+        while self._next < len(self._buckets) and not self._buckets[self._next].waiting:
+            self._buckets[self._next].start()
+            self._next += 1
+            self._timings["started_in_backward"] = self._next
+            self._timings.setdefault("first_start", time.perf_counter())
+
+    def _end_of_backward(self):
+        """Queued by the first hook of a pass: start what is left, wait, write back (and
+        record when, in ``_timings``, for benchmarks/bench_dist.py)."""
+        stats = self._timings
+        stats["backward_end"] = time.perf_counter()
+        stats["done_in_backward"] = sum(b.poll() for b in self._buckets[:self._next])
+        try:
+            self._sync_from(self._next)
+        finally:
+            self._pass = None
+        stats["done"] = time.perf_counter()
+
+    def _sync_from(self, first):
+        """Start buckets ``first``, ``first + 1``, ... (all started before any is waited
+        for), then finish every bucket."""
+        for bucket in self._buckets[first:]:
+            bucket.start()
+        for bucket in self._buckets:
+            bucket.finish()
+        self._synced = [p.grad for b in self._buckets for p in b.params]
+
+    # -- outside backward ------------------------------------------------------------------
     def _needs_sync(self):
         params = [p for b in self._buckets for p in b.params]
         grads = [p.grad for p in params]
@@ -150,15 +239,18 @@ class DistributedDataParallel(Module):
             g is not s for g, s in zip(grads, self._synced))
 
     def sync_gradients(self):
-        """Average the gradients over the ranks now (the optimizer step does it otherwise);
-        a second call before the next backward does nothing."""
+        """Average the gradients over the ranks now. Backward does it by itself (outside
+        ``no_sync``); this is for gradients accumulated under ``no_sync`` that should be
+        averaged without one more backward. Does nothing when the gradients did not change
+        since the last averaging."""
         if not self._sync_enabled or self.world_size == 1 or not self._needs_sync():
             return
-        for bucket in self._buckets:  # all started before any is waited for
-            bucket.start()
-        for bucket in self._buckets:
-            bucket.finish()
-        self._synced = [p.grad for b in self._buckets for p in b.params]
+        self._sync_from(0)
+
+
+def _remove_all(handles):
+    for handle in handles:
+        handle.remove()
 
 
 def _make_buckets(params, cap_bytes):

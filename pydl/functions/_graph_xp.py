@@ -19,8 +19,9 @@ def _t(x, like):
     """``x`` as a Tensor on ``like``'s device (arrays and numbers become constants)."""
     if isinstance(x, Tensor):
         return x
-    return Tensor(x, device=like.device,
-                  dtype=like.dtype if np.asarray(x).dtype.kind == "f" else None)
+    dtype = getattr(x, "dtype", None)  # a CuPy array refuses np.asarray
+    kind = (dtype if dtype is not None else np.asarray(x).dtype).kind
+    return Tensor(x, device=like.device, dtype=like.dtype if kind == "f" else None)
 
 
 class GraphNamespace:
@@ -71,6 +72,17 @@ class GraphNamespace:
         from .unary import minimum
 
         return minimum(a, b)
+
+    def clip(self, x, lo, hi):
+        from .unary import clamp
+
+        return clamp(x, lo, hi)
+
+    def matmul(self, a, b):
+        from .matmul import matmul
+
+        like = a if isinstance(a, Tensor) else b
+        return matmul(_t(a, like), _t(b, like))
 
     def where(self, cond, a, b):
         from .unary import where
@@ -128,7 +140,8 @@ def _method(name):
     return call
 
 
-for _name in ("exp", "log", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite"):
+for _name in ("exp", "log", "log1p", "sqrt", "sin", "cos", "tanh", "abs", "sign", "isfinite",
+              "sinh", "cosh", "floor", "trunc"):
     setattr(GraphNamespace, _name, _method(_name))
 del _name
 

@@ -6,9 +6,10 @@ import numbers
 
 import numpy as np
 
-from ..autograd import autocast_active, same_device
+from ..autograd import same_device
 from ..backend import backend_of
-from ..tensor import Tensor, dtype_name, is_floating_dtype
+from ..dtypes import category, result_type
+from ..tensor import Tensor, is_floating_dtype
 
 _FLOAT_KINDS = "f"
 
@@ -53,50 +54,49 @@ def sum_to_shape(grad, shape):
 
 
 def binary_operands(a, b, op: str):
-    """Coerce the operands of a binary elementwise op.
+    """Coerce the operands of a binary elementwise op to their common dtype.
 
-    Tensors keep their dtype; Python numbers take the tensor's dtype (an int or bool tensor
-    meeting a float number becomes float32, as in PyTorch). Two tensors of different float
-    dtypes are an error that names both; an int tensor meeting a float tensor is promoted.
+    PyTorch's promotion (``pydl.result_type``): tensors of different dtypes meet in the wider
+    one (``float32 + float64 -> float64``, ``int + float -> float``); a 0-d tensor or a
+    Python number only lifts the category (``int32 tensor + 2.5 -> float32``, ``float32
+    tensor * float64 0-d tensor -> float32``). Python numbers stay numbers (NumPy computes
+    them in the tensor's dtype). Tensors on different devices raise naming both devices.
     Returns (a, b), at least one a Tensor.
     """
     ta, tb = isinstance(a, Tensor), isinstance(b, Tensor)
     if not ta and not tb:
         raise TypeError(f"{op}: expected at least one tensor, got {type(a).__name__} and "
                         f"{type(b).__name__}")
-    if ta and tb:
-        da, db = a.dtype, b.dtype
-        if da != db:
-            fa, fb = is_floating_dtype(da), is_floating_dtype(db)
-            if fa and fb:
-                if autocast_active():  # Function.apply promotes them to the widest
-                    if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
-                        same_device(op, a, b)
-                    return a, b
-                raise TypeError(
-                    f"{op}: dtypes {dtype_name(da)} and {dtype_name(db)} differ; convert one "
-                    "with .to(dtype) first"
-                )
-            if fa:
-                b = b.to(da)
-            elif fb:
-                a = a.to(db)
-            else:  # two integer/bool dtypes: the wider one
-                common = np.promote_types(da, db)
-                a, b = a.to(common), b.to(common)
-        if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
-            same_device(op, a, b)
+    if not (ta and tb):
+        t = a if ta else b
+        other = _coerce_scalar(b if ta else a, t, op)
+        if not isinstance(other, Tensor):  # a Python number: the common, fast case
+            common = _with_number(t.dtype, other)
+            if common is not t.dtype:
+                t = t.to(common)
+            return (t, other) if ta else (other, t)
+        a, b = (t, other) if ta else (other, t)
+    elif type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+        same_device(op, a, b)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
         return a, b
-    t, other = (a, b) if ta else (b, a)
-    other = _coerce_scalar(other, t, op)
-    if isinstance(other, Tensor):
-        return binary_operands(a if ta else other, other if ta else b, op)
-    if not is_floating_dtype(t.dtype) and isinstance(other, float):
-        t = t.to(np.float32)
-    elif t.dtype.kind == "b" and isinstance(other, numbers.Integral) and \
-            not isinstance(other, bool):
-        t = t.to(np.int64)
-    return (t, other) if ta else (other, t)
+    common = result_type(a, b)
+    if isinstance(a, Tensor) and a.dtype != common:
+        a = a.to(common)
+    if isinstance(b, Tensor) and b.dtype != common:
+        b = b.to(common)
+    return a, b
+
+
+_NUMBER_RANK = {bool: (0, np.dtype(np.bool_)), int: (1, np.dtype(np.int64)),
+                float: (2, np.dtype(np.float32))}
+
+
+def _with_number(dtype, number):
+    """``result_type(tensor of dtype, number)``: the tensor's dtype unless the number is of a
+    higher category (then that category's default: int64, or float32)."""
+    rank, default = _NUMBER_RANK[type(number)]
+    return default if rank > category(dtype) else dtype
 
 
 def _coerce_scalar(value, like: Tensor, op: str):

@@ -116,8 +116,14 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            # b * a**(b-1), written so that a == 0 with b >= 1 stays finite
-            ga = sum_to_shape(g * b * a ** (b - 1), _shape(a))
+            # b * a**(b-1); where b == 0 the slope is 0 (PyTorch's rule), not 0 * a**-1,
+            # which is 0 * inf = nan at a == 0. The exponent is swapped for 1 there, so the
+            # recorded graph (create_graph) stays finite too.
+            if hasattr(b, "shape"):
+                b1 = xp_of(out).where(b == 0, 1, b)
+            else:
+                b1 = 1 if b == 0 else b
+            ga = sum_to_shape(g * b * a ** (b1 - 1), _shape(a))
         if ctx.needs_input_grad[1]:
             xp = xp_of(out)
             safe = xp.where(a > 0, a, 1)
@@ -147,10 +153,19 @@ def mul(a, b):
     return Mul.apply(a, b)
 
 
-def div(a, b):
-    """Elementwise true division with broadcasting (integer tensors give float32)."""
+def div(a, b, rounding_mode=None):
+    """Elementwise division with broadcasting: true division (integer tensors give float32),
+    or with ``rounding_mode='trunc'``/``'floor'`` the quotient rounded toward zero / down,
+    in the operands' dtype, with a zero gradient (as PyTorch)."""
     from ..tensor import Tensor
 
+    if rounding_mode is not None:
+        if rounding_mode not in ("trunc", "floor"):
+            raise ValueError("div: rounding_mode must be None, 'trunc' or 'floor', got "
+                             f"{rounding_mode!r}")
+        from .elementwise_extra import _rounded_div
+
+        return _rounded_div(a, b, rounding_mode)
     a, b = binary_operands(a, b, "div")
     for t in (a, b):
         if isinstance(t, Tensor) and t.dtype.kind != "f":

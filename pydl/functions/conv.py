@@ -76,9 +76,97 @@ def _spatial_view(shape: tuple, dims: int) -> tuple:
     return tuple(shape)
 
 
+# -- the three kernels as recorded ops (the create_graph path) --------------------------------
+# With C(x, w) = conv2d_forward, its adjoints C^T(g, w) = conv2d_backward_data and
+# W(g, x) = conv2d_backward_weight all come from one trilinear form <C(x, w), g>, so the
+# derivatives of each are the other two (Chainer's Convolution2DGradW pattern):
+#   y = C(x, w):   gx = C^T(u, w),  gw = W(u, x)
+#   x = C^T(g, w): gg = C(u, w),    gw = W(g, u)
+#   w = W(g, x):   gg = C(x, u),    gx = C^T(g, u)
+class _ConvKernel(Function):
+    """One convolution kernel on 4-D arrays: ``kind`` 'y' (a=x, b=w), 'x' (a=g, b=w) or
+    'w' (a=g, b=x); ``shape`` is the result's shape for 'x' and 'w'."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b, kind, shape, conf):
+        ctx.save_for_backward(a, b)  # as given: saved inputs come back as the input tensors
+        ctx.kind, ctx.conf, ctx.shapes = kind, conf, (a.shape, b.shape)
+        return _conv_kernel(kind, a, b, shape, conf)
+
+    @staticmethod
+    def backward(ctx, u):
+        a, b = ctx.saved_tensors
+        kind, conf, (a_shape, b_shape) = ctx.kind, ctx.conf, ctx.shapes
+        need = ctx.needs_input_grad
+        ga = gb = None
+        if kind == "y":  # a = x, b = w
+            ga = _conv_kernel("x", u, b, a_shape, conf) if need[0] else None
+            gb = _conv_kernel("w", u, a, b_shape, conf) if need[1] else None
+        elif kind == "x":  # a = g, b = w
+            ga = _conv_kernel("y", u, b, None, conf) if need[0] else None
+            gb = _conv_kernel("w", a, u, b_shape, conf) if need[1] else None
+        else:  # a = g, b = x
+            ga = _conv_kernel("y", b, u, None, conf) if need[0] else None
+            gb = _conv_kernel("x", a, u, b_shape, conf) if need[1] else None
+        return ga, gb, None, None, None
+
+
+def _conv_kernel(kind, a, b, shape, conf):
+    """A recorded :class:`_ConvKernel` on Tensors, the kernel itself on arrays."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return _ConvKernel.apply(a, b, kind, shape, conf)
+    be = backend_of(a)
+    a, b = be.xp.ascontiguousarray(a), be.xp.ascontiguousarray(b)
+    if kind == "y":
+        return be.conv2d_forward(a, b, *conf)
+    if kind == "x":
+        return be.conv2d_backward_data(a, b, shape, *conf)
+    return be.conv2d_backward_weight(a, b, shape, *conf)
+
+
+def _pad_high_graph(x, extra):
+    from .shape import pad
+
+    return x if extra == (0, 0) else pad(x, (0, extra[1], 0, extra[0]))
+
+
+def _crop_high_graph(g, hw):
+    if tuple(g.shape[2:]) == tuple(hw):
+        return g
+    return g[:, :, : hw[0], : hw[1]]
+
+
+def _conv_backward_graph(ctx, gy, transposed):
+    """Conv2d / ConvTranspose2d backward as recorded kernel ops (create_graph)."""
+    x, w = ctx.saved_tensors
+    stride, padding, dilation, groups, extra, views = ctx.conf
+    x4_shape, w4_shape, y4_shape = views[0], views[1], views[2]
+    conf = (stride, padding, dilation, groups)
+    gy4 = gy.reshape(y4_shape)
+    w4 = w.reshape(w4_shape)
+    x4 = _pad_high_graph(x.reshape(x4_shape), extra)
+    need = ctx.needs_input_grad
+    gx = gw = gb = None
+    if need[0]:
+        gx = (_conv_kernel("y", gy4, w4, None, conf) if transposed
+              else _conv_kernel("x", gy4, w4, tuple(x4.shape), conf))
+        gx = _crop_high_graph(gx, x4_shape[2:]).reshape(x.shape)
+    if need[1]:
+        gw = (_conv_kernel("w", x4, gy4, w4_shape, conf) if transposed
+              else _conv_kernel("w", gy4, x4, w4_shape, conf))
+        gw = gw.reshape(w.shape)
+    if need[2]:
+        gb = gy4.sum(axis=(0, 2, 3))
+    return gx, gw, gb
+
+
 # -- Functions -------------------------------------------------------------------------------
 class Conv2d(Function):
     """y = conv(x, w) + b on 4-D views of x, w and y; ``extra`` pads x on the high side."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, extra, views):
@@ -94,6 +182,8 @@ class Conv2d(Function):
 
     @staticmethod
     def backward(ctx, gy):
+        if isinstance(gy, Tensor):
+            return (*_conv_backward_graph(ctx, gy, False), *(None,) * 6)
         x, w = ctx.saved_tensors
         stride, padding, dilation, groups, extra, (x4_shape, w4_shape, y4_shape, _) = ctx.conf
         be = backend_of(gy)
@@ -116,6 +206,8 @@ class Conv2d(Function):
 class ConvTranspose2d(Function):
     """y = conv_transpose(x, w) + b: the adjoint of conv2d applied to x."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, w, b, stride, padding, dilation, groups, views):
         x4_shape, w4_shape, y4_shape, y_shape, natural = views
@@ -134,6 +226,8 @@ class ConvTranspose2d(Function):
 
     @staticmethod
     def backward(ctx, gy):
+        if isinstance(gy, Tensor):
+            return (*_conv_backward_graph(ctx, gy, True), *(None,) * 5)
         x, w = ctx.saved_tensors
         stride, padding, dilation, groups, extra, views = ctx.conf
         x4_shape, w4_shape, y4_shape, _, _ = views

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of, get_backend
-from ..tensor import LOW_PRECISION, is_floating_dtype
+from ..tensor import LOW_PRECISION, Tensor, is_floating_dtype
 from ._util import astype
 
 __all__ = ["cast", "to_device", "clone", "contiguous"]
@@ -29,6 +29,8 @@ class Cast(Function):
 
 
 class ToDevice(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, device):
         ctx.src = backend_of(a)
@@ -37,6 +39,8 @@ class ToDevice(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):  # create_graph: a recorded copy back
+            return ToDevice.apply(g, ctx.src_device), None
         host = backend_of(g).to_numpy(g)
         return ctx.src.from_numpy(host, dtype=g.dtype, device=ctx.src_device), None
 

@@ -1,7 +1,8 @@
 """Indexing: ``x[key]``, ``x[key] = v``, gather, scatter, index_select, masked_fill, one_hot.
 
 ``getitem`` takes what NumPy takes (ints, slices with steps, ``...``, ``None``, integer
-lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's errors: an index out
+lists/arrays/tensors, boolean masks, tuples mixing them) with PyTorch's result order (integers
+select before index tensors index, see ``_split_int_selects``) and errors: an index out
 of range raises IndexError naming the index, the dimension and its size (also on a GPU, where
 CuPy would silently wrap). Basic indexing (ints, slices, ``...``, ``None``) returns a view that
 shares the input's version counter; advanced indexing copies. The backward scatters the
@@ -16,7 +17,7 @@ import numpy as np
 
 from ..autograd import Function, same_device
 from ..tensor import Tensor, dtype_name
-from ._util import sum_to_shape, xp_of
+from ._util import astype, sum_to_shape, xp_of
 from .views import share_if_view
 
 __all__ = [
@@ -31,9 +32,18 @@ def _grad_past_put(g, key, accumulated):
     overwritten elements contributed nothing, so their gradient is 0."""
     if accumulated:
         return g
+    if isinstance(g, Tensor):  # create_graph: a recorded write of zeros
+        return IndexPut.apply(g, 0.0, key=key, accumulate=False)
     g = g.copy()
     g[key] = 0
     return g
+
+
+def scatter_add_graph(shape, key, g):
+    """zeros(shape) with ``g`` added at ``key`` (repeats accumulate), as a recorded op whose
+    own backward is ``g[key]``: the create_graph form of the ``_index_add`` backwards."""
+    zeros = Tensor._make(xp_of(g.data).zeros(shape, dtype=g.dtype), False)
+    return IndexPut.apply(zeros, g, key=key, accumulate=True)
 
 
 def _index_add(target, key, values):
@@ -208,6 +218,36 @@ def _normalize_key(x: Tensor, key, op: str = "index"):
     return tuple(items), advanced
 
 
+def _split_int_selects(key):
+    """PyTorch's rule for integers in a key that also holds index arrays: the integers select
+    first (as ``x.select``), then the arrays index what is left. NumPy instead counts an
+    integer as an index array, which moves the indexed dims to the front when a slice
+    separates it from an array (``x[:, I, :, 1]``: PyTorch (5, 3, 3), NumPy (3, 5, 3)).
+
+    For a normalized key with both, returns ``(selects, rest)`` with
+    ``x[key] == x[selects][rest]`` in PyTorch's sense; otherwise None.
+    """
+    if not any(_is_array(k) for k in key) or not any(_is_int(k) for k in key):
+        return None
+    selects, rest = [], []
+    for k in key:
+        if _is_int(k):
+            selects.append(k)
+            continue
+        rest.append(k)
+        if k is Ellipsis:
+            selects.append(k)
+        elif isinstance(k, slice):
+            selects.append(slice(None))
+        elif _is_array(k):
+            selects.extend([slice(None)] * (k.ndim if k.dtype.kind == "b" else 1))
+    return tuple(selects), tuple(rest)
+
+
+def _is_int(k) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool)
+
+
 # -- x[key] ----------------------------------------------------------------------------------
 class GetItem(Function):
     double_backward = True
@@ -233,8 +273,12 @@ class GetItem(Function):
 
 
 def getitem(x, key) -> Tensor:
-    """``x[key]`` with NumPy semantics; basic indexing gives a view, advanced a copy."""
+    """``x[key]`` with NumPy semantics, except PyTorch's rule for integers beside index
+    tensors (``_split_int_selects``); basic indexing gives a view, advanced a copy."""
     key, advanced = _normalize_key(x, key)
+    split = _split_int_selects(key) if advanced else None
+    if split is not None:
+        return getitem(getitem(x, split[0]), split[1])
     out = GetItem.apply(x, key, advanced)
     if advanced:  # a copy
         return out
@@ -243,6 +287,8 @@ def getitem(x, key) -> Tensor:
 
 # -- x[key] = value, out of place ------------------------------------------------------------
 class IndexPut(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, value, key, accumulate):
         ctx.key, ctx.accumulate = key, accumulate
@@ -275,8 +321,8 @@ class IndexPut(Function):
         gx = _grad_past_put(g, ctx.key, ctx.accumulate) if ctx.needs_input_grad[0] else None
         gv = None
         if len(ctx.needs_input_grad) > 1 and ctx.needs_input_grad[1]:
-            gv = g[ctx.key]
-            if not _is_array(gv):
+            gv = GetItem.apply(g, ctx.key, True) if isinstance(g, Tensor) else g[ctx.key]
+            if not _is_array(gv) and not isinstance(gv, Tensor):
                 gv = xp_of(g).asarray(gv)
             extra = len(ctx.vshape) - gv.ndim
             if extra > 0:  # value had leading size-1 dims that assignment dropped
@@ -294,7 +340,11 @@ def index_put(x, key, value, accumulate=False) -> Tensor:
     """
     if isinstance(key, list) and key and all(isinstance(k, Tensor) for k in key):
         key = tuple(key)  # torch's index_put(indices=[t0, t1], ...)
-    nkey, _ = _normalize_key(x, key, "index_put")
+    nkey, advanced = _normalize_key(x, key, "index_put")
+    split = _split_int_selects(nkey) if advanced else None
+    if split is not None:  # write into the selected part, then put that part back
+        part = index_put(getitem(x, split[0]), split[1], value, accumulate)
+        return index_put(x, split[0], part)
     if isinstance(value, Tensor):
         same_device("index_put", x, value)
         if value.dtype != x.dtype:
@@ -313,7 +363,13 @@ def _write_inplace(x, key, value) -> Tensor:
     ``x`` nor ``value`` requires grad): ``_rebase`` would copy the whole tensor twice per
     assignment. Bumps the version counter like every in-place write.
     """
-    nkey, _ = _normalize_key(x, key, "index_put")
+    nkey, advanced = _normalize_key(x, key, "index_put")
+    split = _split_int_selects(nkey) if advanced else None
+    if split is not None:  # x.data[selects] is a view: write through it
+        part = Tensor._make(x.data[split[0]])
+        _write_inplace(part, split[1], value)
+        x._bump()
+        return x
     if isinstance(value, Tensor):
         same_device("index_put", x, value)
         value = value.data
@@ -402,8 +458,14 @@ class Gather(Function):
         ctx.key = _full_index(index, dim)
         return a[ctx.key]
 
+    double_backward = True
+
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):
+            if ctx.key is None:
+                return g.sum().reshape(ctx.in_shape), None, None
+            return scatter_add_graph(ctx.in_shape, ctx.key, g), None, None
         gx = xp_of(g).zeros(ctx.in_shape, dtype=g.dtype)
         if ctx.key is None:
             gx[...] = g.sum()
@@ -446,6 +508,8 @@ def take_along_dim(x, indices, dim=None) -> Tensor:
 
 
 class Scatter(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, src, index, dim, add, src_is_array):
         key = _full_index(index, dim)
@@ -464,7 +528,12 @@ class Scatter(Function):
     def backward(ctx, g):
         gx = _grad_past_put(g, ctx.key, ctx.add) if ctx.needs_input_grad[0] else None
         gs = None
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and isinstance(g, Tensor):
+            zeros = Tensor._make(xp_of(g.data).zeros(ctx.src_shape, dtype=g.dtype), False)
+            picked = GetItem.apply(g, ctx.key, True)
+            gs = IndexPut.apply(zeros, picked, key=tuple(slice(0, n) for n in ctx.index_shape),
+                                accumulate=False)
+        elif ctx.needs_input_grad[1]:
             gs = xp_of(g).zeros(ctx.src_shape, dtype=g.dtype)
             gs[tuple(slice(0, n) for n in ctx.index_shape)] = g[ctx.key]
         return gx, gs, None, None, None, None
@@ -503,6 +572,8 @@ def scatter_add(x, dim, index, src) -> Tensor:
 
 
 class IndexSelect(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, index, dim):
         ctx.in_shape, ctx.dim, ctx.index = a.shape, dim, index
@@ -510,8 +581,11 @@ class IndexSelect(Function):
 
     @staticmethod
     def backward(ctx, g):
+        key = (slice(None),) * ctx.dim + (ctx.index,)
+        if isinstance(g, Tensor):
+            return scatter_add_graph(ctx.in_shape, key, g), None, None
         gx = xp_of(g).zeros(ctx.in_shape, dtype=g.dtype)
-        _index_add(gx, (slice(None),) * ctx.dim + (ctx.index,), g)
+        _index_add(gx, key, g)
         return gx, None, None
 
 
@@ -553,6 +627,8 @@ def index_select(x, dim, index) -> Tensor:
 
 # -- masks -----------------------------------------------------------------------------------
 class MaskedFill(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, mask, value):
         xp = xp_of(a)
@@ -566,9 +642,9 @@ class MaskedFill(Function):
         xp = xp_of(g)
         ga = gv = None
         if ctx.needs_input_grad[0]:
-            ga = sum_to_shape(xp.where(ctx.mask, 0, g).astype(g.dtype, copy=False), ctx.a_shape)
+            ga = sum_to_shape(astype(xp.where(ctx.mask, 0, g), g.dtype), ctx.a_shape)
         if ctx.needs_input_grad[2]:
-            gv = xp.where(ctx.mask, g, 0).astype(g.dtype, copy=False).sum().reshape(ctx.v_shape)
+            gv = astype(xp.where(ctx.mask, g, 0), g.dtype).sum().reshape(ctx.v_shape)
         return ga, None, gv
 
 

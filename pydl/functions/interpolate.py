@@ -1,7 +1,8 @@
 """Resizing (N, C, H, W) images: the Function behind ``pydl.nn.functional.interpolate``.
 
-Nearest and bilinear resizing are separable: y = Ah @ x @ Aw^T with one (out, in) matrix per
-axis, built on the host by ``_interp_matrix`` as PyTorch computes its source indices.
+Nearest, bilinear and bicubic resizing are separable: y = Ah @ x @ Aw^T with one (out, in)
+matrix per axis, built on the host by ``_interp_matrix`` as PyTorch computes its source
+indices.
 """
 
 from __future__ import annotations
@@ -37,8 +38,12 @@ def _interp_matrix(out_size, in_size, scale_factor, mode, align_corners):
     if align_corners:
         ratio = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
         src = rows * ratio
+    elif mode == "bicubic":  # PyTorch does not clamp the cubic source index at 0
+        src = scale * (rows + 0.5) - 0.5
     else:
         src = np.maximum(scale * (rows + 0.5) - 0.5, 0.0)
+    if mode == "bicubic":
+        return _cubic_matrix(a, rows, src, in_size), None
     i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     i1 = np.minimum(i0 + 1, in_size - 1)
     lam = src - i0
@@ -47,13 +52,32 @@ def _interp_matrix(out_size, in_size, scale_factor, mode, align_corners):
     return a, None
 
 
+def _cubic_matrix(a, rows, src, in_size, A=-0.75):
+    """Keys' cubic convolution (A = -0.75, as PyTorch) over the 4 taps floor(src)-1..+2,
+    taps past either edge reading the edge sample."""
+    base = np.floor(src).astype(np.int64)
+    t = src - base
+
+    def near(x):  # |x| <= 1
+        return ((A + 2) * x - (A + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A
+
+    for offset, weight in ((-1, far(t + 1)), (0, near(t)), (1, near(1 - t)), (2, far(2 - t))):
+        np.add.at(a, (rows, np.clip(base + offset, 0, in_size - 1)), weight)
+    return a
+
+
 class Interpolate2d(Function):
     """Resize (N, C, H, W) -> (N, C, Ho, Wo) with separable matrices: y = Ah @ x @ Aw^T.
 
     Nearest modes gather rows and columns directly in forward; bilinear multiplies by the
     interpolation matrices. Backward is the transpose: gx = Ah^T @ g @ Aw (for an integer
-    nearest factor, a block sum).
+    nearest factor, a block sum); on Tensors these are recorded matmuls/sums.
     """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, size, scale_factor, mode, align_corners):

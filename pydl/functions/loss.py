@@ -15,7 +15,8 @@ import numpy as np
 from ..autograd import Function
 from ..backend import backend_of
 from ..tensor import Tensor
-from ._util import sum_to_shape
+from ._composed import graph_inputs, keep_constants
+from ._util import sum_to_shape, xp_of
 from .conv import _check_float, _check_tensor
 
 __all__ = [
@@ -117,12 +118,19 @@ def _broadcast_weight(op, weight, input, name="weight"):
 
 # -- losses of the difference d = input - target ---------------------------------------------
 class DifferenceLoss(Function):
-    """reduce(f(x - t)) with f and its derivative given; d/dt = -d/dx."""
+    """reduce(f(x - t)) with f and its derivative given; d/dt = -d/dx.
+
+    Under create_graph, d is rebuilt from the input tensors (forward keeps only the inputs
+    that need no gradient) and ``df`` runs on it as recorded ops.
+    """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, t, f, df, reduction):
         d = x - t
         ctx.save_for_backward(d)
+        keep_constants(ctx, x, t)
         ctx.df, ctx.reduction = df, reduction
         xp = backend_of(x).xp
         return _reduce(xp, f(xp, d), reduction)
@@ -130,7 +138,10 @@ class DifferenceLoss(Function):
     @staticmethod
     def backward(ctx, g):
         (d,) = ctx.saved_tensors
-        xp = backend_of(g).xp
+        if isinstance(g, Tensor):
+            x, t = graph_inputs(ctx, 2)
+            d = x - t
+        xp = xp_of(g)
         gx = _reduce_grad(xp, g, ctx.reduction, d.shape) * ctx.df(xp, d)
         return (gx if ctx.needs_input_grad[0] else None,
                 -gx if ctx.needs_input_grad[1] else None, None, None, None)
@@ -197,6 +208,8 @@ def _clamped_log(xp, p):
 
 
 class BinaryCrossEntropy(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, p, y, w, reduction):
         xp = backend_of(p).xp
@@ -209,7 +222,7 @@ class BinaryCrossEntropy(Function):
     @staticmethod
     def backward(ctx, g):
         p, y, w = ctx.saved_tensors
-        xp = backend_of(g).xp
+        xp = xp_of(g)
         ge = _reduce_grad(xp, g, ctx.reduction, p.shape)
         gew = ge if w is None else ge * w
         gp = gy = gw = None
@@ -253,6 +266,8 @@ def _sigmoid(xp, x):
 
 
 class BinaryCrossEntropyWithLogits(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, y, w, pw, reduction):
         xp = backend_of(x).xp
@@ -265,7 +280,7 @@ class BinaryCrossEntropyWithLogits(Function):
     @staticmethod
     def backward(ctx, g):
         x, y, w, pw = ctx.saved_tensors
-        xp = backend_of(g).xp
+        xp = xp_of(g)
         ge = _reduce_grad(xp, g, ctx.reduction, x.shape)
         gew = ge if w is None else ge * w
         need = ctx.needs_input_grad
@@ -309,6 +324,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 class KLDiv(Function):
     """target * (log(target) - input), or exp(t) * (t - input) with log_target."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, t, reduction, log_target):
         xp = backend_of(x).xp
@@ -324,7 +341,7 @@ class KLDiv(Function):
     @staticmethod
     def backward(ctx, g):
         x, t = ctx.saved_tensors
-        xp = backend_of(g).xp
+        xp = xp_of(g)
         ge = _reduce_grad(xp, g, ctx.reduction, x.shape)
         p = xp.exp(t) if ctx.log_target else t
         gx = -ge * p if ctx.needs_input_grad[0] else None

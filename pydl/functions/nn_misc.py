@@ -16,6 +16,7 @@ import numpy as np
 from ..autograd import Function, no_grad
 from ..backend import backend_of
 from ..tensor import Tensor, dtype_name
+from ._composed import composed_vjp, graph_inputs, keep_constants
 from ._util import sum_to_shape
 from .conv import _check_float, _check_same_dtype, _check_tensor
 
@@ -173,6 +174,8 @@ def _scatter_add_rows(xp, target, rows, values):
 class Embedding(Function):
     """weight[indices]; the gradient is scatter-added into the rows of weight."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, indices, weight, padding_idx):
         xp = backend_of(weight).xp
@@ -181,6 +184,15 @@ class Embedding(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):  # create_graph: a recorded scatter-add of the rows
+            from .indexing import scatter_add_graph
+
+            rows = ctx.indices.reshape(-1)
+            g2 = g.reshape(rows.size, -1)
+            if ctx.padding_idx is not None:
+                keep = (rows != ctx.padding_idx).astype(g.dtype)[:, None]
+                g2 = g2 * Tensor._make(keep, False)
+            return None, scatter_add_graph(ctx.w_shape, (rows,), g2), None
         xp = backend_of(g).xp
         gw = xp.zeros(ctx.w_shape, dtype=g.dtype)
         rows = ctx.indices.reshape(-1)
@@ -234,10 +246,17 @@ class Normalize(Function):
     given ``stats`` (mean, var) broadcasting against the view. ``w`` and ``b`` (or None)
     broadcast against x once reshaped to ``affine``. Also returns the batch mean and variance
     (non-differentiable) for running statistics.
+
+    Under create_graph the backward is the VJP of :func:`_ref_normalize`, the same formula
+    in recorded ops (mean, var, rsqrt), so it can be differentiated again.
     """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, w, b, view, axes, affine, eps, stats):
+        keep_constants(ctx, x, w, b)
+        ctx.eps, ctx.stats = eps, stats
         xp = backend_of(x).xp
         xv = x.reshape(view)
         if stats is None:
@@ -261,6 +280,15 @@ class Normalize(Function):
     def backward(ctx, gy, _gmean, _gvar):
         xhat, rstd, w = ctx.saved_tensors
         view, axes, affine, batch_stats, b_shape = ctx.conf
+        if isinstance(gy, Tensor):
+            eps, stats = ctx.eps, ctx.stats
+
+            def ref(x, w, b):
+                return _ref_normalize(x, w, b, view, axes, affine, eps, stats)
+
+            got = composed_vjp(ref, graph_inputs(ctx, 3), [gy])
+            return (*(g if n else None for g, n in zip(got, ctx.needs_input_grad)),
+                    None, None, None, None, None)
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gxhat = (gy if w is None else gy * w.reshape(affine)).reshape(view)
@@ -274,6 +302,22 @@ class Normalize(Function):
         if ctx.needs_input_grad[2]:
             gb = sum_to_shape(gy, affine).reshape(b_shape)
         return gx, gw, gb, None, None, None, None, None
+
+
+def _ref_normalize(x, w, b, view, axes, affine, eps, stats):
+    """:class:`Normalize`'s output with differentiable ops (the create_graph backward)."""
+    xv = x.reshape(view)
+    if stats is None:
+        mean = xv.mean(axis=axes, keepdim=True)
+        var = ((xv - mean) ** 2).mean(axis=axes, keepdim=True)
+    else:
+        mean, var = (Tensor._make(s, False) for s in stats)
+    y = ((xv - mean) * (var + eps).rsqrt()).reshape(x.shape)
+    if w is not None:
+        y = y * w.reshape(affine)
+    if b is not None:
+        y = y + b.reshape(affine)
+    return y
 
 
 def _affine_params(op, input, weight, bias, shape):

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..backend import backend_of
+from ..tensor import Tensor
+from ._util import xp_of
 from .conv import _check_float, _check_tensor, _crop_high, _ntuple, _pad_high, _spatial_view
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
 
 class MaxPool2d(Function):
     """(y, argmax) of max pooling over a 4-D view; ``extra`` pads the high side with -inf."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, extra, views):
@@ -55,9 +59,25 @@ def _argmax_outputs(ctx, y, idx, x4_shape, x_shape, y_shape):
 def _scatter_to_argmax(ctx, gy):
     """The input gradient of a max pooling: gy added at each window's argmax."""
     (idx,) = ctx.saved_tensors
+    if isinstance(gy, Tensor):  # create_graph: a recorded scatter-add (linear in gy)
+        return _scatter_to_argmax_graph(ctx, gy, idx.data if isinstance(idx, Tensor) else idx)
     be = backend_of(gy)
     gy4 = be.xp.ascontiguousarray(gy).reshape(idx.shape)
     return be.max_pool2d_backward(gy4, idx, ctx.x4_shape).reshape(ctx.x_shape)
+
+
+def _scatter_to_argmax_graph(ctx, gy, idx):
+    """:func:`_scatter_to_argmax` as a recorded scatter-add into the flattened planes (its
+    own backward gathers at the argmax; an index of -1, the ceil_mode padding, adds 0)."""
+    from .indexing import scatter_add_graph
+
+    xp = backend_of(idx).xp
+    n, c, height, width = ctx.x4_shape
+    flat = idx.reshape(n, c, -1)
+    real = flat >= 0
+    key = (xp.arange(n).reshape(n, 1, 1), xp.arange(c).reshape(1, c, 1), xp.where(real, flat, 0))
+    vals = gy.reshape(flat.shape) * Tensor._make(real.astype(gy.dtype), False)
+    return scatter_add_graph((n, c, height * width), key, vals).reshape(ctx.x_shape)
 
 
 class AvgPool2d(Function):
@@ -66,6 +86,8 @@ class AvgPool2d(Function):
     With ``divisor`` None this is the kernel as it is. Otherwise (ceil_mode, divisor_override)
     the kernel's window sums are divided by ``divisor``, an array broadcasting to (Ho, Wo).
     """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, count_include_pad, extra, divisor, views):
@@ -79,20 +101,48 @@ class AvgPool2d(Function):
             y = be.avg_pool2d_forward(x4, kernel, stride, padding, True) * (area / divisor)
         ctx.conf = (kernel, stride, padding, count_include_pad, extra, divisor, x4.shape)
         ctx.x4_shape, ctx.x_shape, ctx.y4_shape = x4_shape, x.shape, y.shape
+        ctx.args = (kernel, stride, padding, count_include_pad, extra, divisor, views)
         return y.reshape(y_shape)
 
     @staticmethod
     def backward(ctx, gy):
-        kernel, stride, padding, count_include_pad, extra, divisor, padded = ctx.conf
-        be = backend_of(gy)
-        xp = be.xp
-        gy4 = xp.ascontiguousarray(gy).reshape(ctx.y4_shape)
-        if divisor is None:
-            gx = be.avg_pool2d_backward(gy4, padded, kernel, stride, padding, count_include_pad)
-        else:
-            gy4 = xp.ascontiguousarray(gy4 * (kernel[0] * kernel[1] / divisor))
-            gx = be.avg_pool2d_backward(gy4, padded, kernel, stride, padding, True)
-        return _crop_high(xp, gx, ctx.x4_shape[2:]).reshape(ctx.x_shape), *(None,) * 7
+        if isinstance(gy, Tensor):  # create_graph: linear in gy, its adjoint is the pooling
+            return _AvgPoolGrad.apply(gy, ctx), *(None,) * 7
+        return _avg_pool_backward(ctx, gy), *(None,) * 7
+
+
+def _avg_pool_backward(ctx, gy):
+    """The input gradient of :class:`AvgPool2d` (arrays), by the backward kernel."""
+    kernel, stride, padding, count_include_pad, extra, divisor, padded = ctx.conf
+    be = backend_of(gy)
+    xp = be.xp
+    gy4 = xp.ascontiguousarray(gy).reshape(ctx.y4_shape)
+    if divisor is None:
+        gx = be.avg_pool2d_backward(gy4, padded, kernel, stride, padding, count_include_pad)
+    else:
+        gy4 = xp.ascontiguousarray(gy4 * (kernel[0] * kernel[1] / divisor))
+        gx = be.avg_pool2d_backward(gy4, padded, kernel, stride, padding, True)
+    return _crop_high(xp, gx, ctx.x4_shape[2:]).reshape(ctx.x_shape)
+
+
+class _AvgPoolGrad(Function):
+    """AvgPool2d's backward as a recorded op (create_graph): linear in ``gy``, so its own
+    backward is the average pooling again, of the incoming gradient."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, gy, pool_ctx):
+        ctx.pool = pool_ctx
+        return _avg_pool_backward(pool_ctx, gy)
+
+    @staticmethod
+    def backward(ctx, u):
+        if isinstance(u, Tensor):
+            return AvgPool2d.apply(u, *ctx.pool.args), None
+        probe = type("PoolCtx", (), {})()  # a throwaway context for the raw forward
+        probe.needs_input_grad = (False,)
+        return AvgPool2d.forward(probe, u, *ctx.pool.args), None
 
 
 def _pool_args(op, dims, input, kernel_size, stride, padding, ceil_mode, dilation=1):
@@ -142,6 +192,8 @@ class MaxPool2dDilated(Function):
     the -inf padded input), keeping the max and which offset gave it (the first, on ties, as
     in PyTorch; NaN wins). Backward is the usual scatter to the argmax.
     """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, kernel, stride, padding, dilation, out_hw, views):
@@ -274,6 +326,8 @@ def _adaptive_matrix(size: int, out: int) -> np.ndarray:
 class AdaptiveAvgPool2d(Function):
     """Adaptive average pooling with uneven windows: y = Ph @ x @ Pw^T (windows separate)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, views):
         x4_shape, y_shape, out = views
@@ -286,13 +340,15 @@ class AdaptiveAvgPool2d(Function):
     @staticmethod
     def backward(ctx, gy):
         ph, pw = ctx.mats
-        xp = backend_of(gy).xp
+        xp = xp_of(gy)
         gy4 = gy.reshape(ctx.x4_shape[:2] + (ph.shape[0], pw.shape[0]))
         return xp.matmul(xp.matmul(ph.T, gy4), pw).reshape(ctx.x_shape), None
 
 
 class AdaptiveMaxPool2d(Function):
     """Adaptive max pooling with uneven windows (a loop over output positions)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, views):

@@ -240,6 +240,8 @@ class LogSumExp(Function):
 
 
 class Prod(Function):
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, axis, keepdim):
         ctx.save_for_backward(a)
@@ -251,6 +253,8 @@ class Prod(Function):
     def backward(ctx, g):
         (a,) = ctx.saved_tensors
         axis, keepdim = ctx.meta
+        if isinstance(g, Tensor):
+            return _prod_backward_graph(a, g, axis, keepdim), None, None
         xp = xp_of(a)
         # d prod / d a_i = (product left of i) * (product right of i): exact with zeros
         b = a.reshape(-1) if axis is None else xp.moveaxis(a, axis, -1)
@@ -262,6 +266,25 @@ class Prod(Function):
         others = others.reshape(a.shape) if axis is None else xp.moveaxis(others, -1, axis)
         axes = tuple(range(a.ndim)) if axis is None else (axis,)
         return others * _expand(g, a.shape, axes, keepdim), None, None
+
+
+def _prod_backward_graph(a, g, axis, keepdim):
+    """Prod's backward as recorded ops: running products from the left and the right along
+    the axis (one multiply per element: no cumprod op is needed, and zeros stay exact)."""
+    from .shape import stack
+
+    b = a.reshape(-1) if axis is None else a.movedim(axis, -1)
+    cols = b.unbind(-1) if b.ndim > 1 else b.unbind(0)
+    n = len(cols)
+    ones = xp_of(cols[0]).ones_like(cols[0]) if n else None  # a constant
+    left, right = [ones], [ones]
+    for k in range(1, n):
+        left.append(left[-1] * cols[k - 1])
+        right.append(right[-1] * cols[n - k])
+    others = stack([lt * rt for lt, rt in zip(left, right[::-1])], dim=-1) if n else b
+    others = others.reshape(a.shape) if axis is None else others.movedim(-1, axis)
+    axes = tuple(range(a.ndim)) if axis is None else (axis,)
+    return others * _expand(g, a.shape, axes, keepdim)
 
 
 class Amax(Function):

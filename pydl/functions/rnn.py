@@ -1,6 +1,11 @@
 """The Functions of the recurrent layers (``pydl.nn.RNN`` / ``LSTM`` / ``GRU`` and their
 cells): one graph node per layer and direction for a whole sequence, and one per cell step.
 
+Under ``create_graph`` (gradient penalties, Hessian-vector products) the fused kernels'
+backwards are not differentiable; each Function's backward then is the VJP of a reference
+written with pydl's differentiable ops (``sigmoid``, ``tanh``, ``matmul``; the ``_ref_*``
+functions below), through ``functions/_composed.py``. The training path is unchanged.
+
 Each sequence Function runs one layer in one direction over all T steps: forward loops over
 time doing one ``h_{t-1} W_hh^T`` matmul and the backend's cell kernel per step
 (``lstm_cell_forward`` / ``gru_cell_forward``) and saves the activations; backward runs
@@ -12,10 +17,14 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..backend import backend_of
+from ..tensor import Tensor
+from ._composed import composed_vjp, graph_inputs, keep_constants
 
 
 class Unbind(Function):
     """Split a tensor into its slices along ``dim`` (views); backward stacks them once."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, dim=0):
@@ -30,6 +39,10 @@ class Unbind(Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        if isinstance(grads[0], Tensor):
+            from .shape import stack
+
+            return stack(list(grads), dim=ctx.dim)
         return ctx.xp.stack(grads, axis=ctx.dim)
 
 
@@ -45,8 +58,11 @@ class LSTMPointwise(Function):
     ``lstm_cell_forward`` / ``lstm_cell_backward``).
     """
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, gates, c_prev):
+        keep_constants(ctx, gates, c_prev)
         be = backend_of(gates)
         acts = be.xp.array(gates, order="C", copy=True)  # the kernel works in place
         h, c, tanh_c = be.lstm_cell_forward(acts, c_prev)
@@ -56,6 +72,9 @@ class LSTMPointwise(Function):
 
     @staticmethod
     def backward(ctx, gh, gc):
+        if isinstance(gh, Tensor):
+            ga, gcp = composed_vjp(_ref_lstm_cell, graph_inputs(ctx, 2), [gh, gc])
+            return ga, gcp if ctx.needs_input_grad[1] else None
         acts, tanh_c, c_prev = ctx.saved_tensors
         dgates, dc_prev = ctx.be.lstm_cell_backward(gh, gc, acts, tanh_c, c_prev)
         return dgates, dc_prev if ctx.needs_input_grad[1] else None
@@ -69,8 +88,11 @@ class GRUPointwise(Function):
     h_t = (1 - z) * n + z * h_{t-1}.
     """
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, xg, hg, h_prev):
+        keep_constants(ctx, xg, hg, h_prev)
         be = backend_of(xg)
         rzh = be.xp.array(hg, order="C", copy=True)  # the kernel writes r, z over it
         h, n = be.gru_cell_forward(xg, rzh, h_prev)
@@ -80,6 +102,9 @@ class GRUPointwise(Function):
 
     @staticmethod
     def backward(ctx, gh):
+        if isinstance(gh, Tensor):
+            got = composed_vjp(_ref_gru_cell, graph_inputs(ctx, 3), [gh])
+            return tuple(g if n else None for g, n in zip(got, ctx.needs_input_grad))
         rzh, n, h_prev = ctx.saved_tensors
         dxg, dhg, dh_prev = ctx.be.gru_cell_backward(gh, rzh, n, h_prev)
         need = ctx.needs_input_grad
@@ -112,8 +137,11 @@ class RecurrenceBase(Function):
 class LSTMSequence(RecurrenceBase):
     """LSTM recurrence: xproj (with b_ih + b_hh), h0, c0, w_hh, optional w_hr -> (hs, h_T, c_T)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, xproj, h0, c0, w_hh, w_hr, tdim=0, reverse=False):
+        keep_constants(ctx, xproj, h0, c0, w_hh, w_hr)
         be = backend_of(xproj)
         xp = be.xp
         xs = xp.moveaxis(xproj, tdim, 0)
@@ -148,6 +176,14 @@ class LSTMSequence(RecurrenceBase):
 
     @staticmethod
     def backward(ctx, g_hs, g_h, g_c):
+        if isinstance(g_hs, Tensor):
+            tdim, reverse = ctx.tdim, ctx.reverse
+
+            def ref(xproj, h0, c0, w_hh, w_hr):
+                return _ref_lstm_sequence(xproj, h0, c0, w_hh, w_hr, tdim, reverse)
+
+            got = composed_vjp(ref, graph_inputs(ctx, 5), [g_hs, g_h, g_c])
+            return tuple(g if n else None for g, n in zip(got, ctx.needs_input_grad))
         acts, tcs, c_prev, h_prev, ms, w_hh, w_hr = ctx.saved_tensors
         be = backend_of(g_hs)
         xp = be.xp
@@ -174,8 +210,11 @@ class LSTMSequence(RecurrenceBase):
 class GRUSequence(RecurrenceBase):
     """GRU recurrence: xproj (with b_ih), h0, w_hh, b_hh -> (hs, h_T)."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, xproj, h0, w_hh, b_hh, tdim=0, reverse=False):
+        keep_constants(ctx, xproj, h0, w_hh, b_hh)
         be = backend_of(xproj)
         xp = be.xp
         xs = xp.ascontiguousarray(xp.moveaxis(xproj, tdim, 0))  # the cell kernel reads rows
@@ -204,6 +243,14 @@ class GRUSequence(RecurrenceBase):
 
     @staticmethod
     def backward(ctx, g_hs, g_h):
+        if isinstance(g_hs, Tensor):
+            tdim, reverse = ctx.tdim, ctx.reverse
+
+            def ref(xproj, h0, w_hh, b_hh):
+                return _ref_gru_sequence(xproj, h0, w_hh, b_hh, tdim, reverse)
+
+            got = composed_vjp(ref, graph_inputs(ctx, 4), [g_hs, g_h])
+            return tuple(g if n else None for g, n in zip(got, ctx.needs_input_grad))
         rzh, ns, h_prev, w_hh = ctx.saved_tensors
         be = backend_of(g_hs)
         xp = be.xp
@@ -227,8 +274,11 @@ class GRUSequence(RecurrenceBase):
 class RNNSequence(RecurrenceBase):
     """Elman recurrence: xproj (with b_ih + b_hh), h0, w_hh -> (hs, h_T); tanh or relu."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, xproj, h0, w_hh, tdim=0, reverse=False, relu=False):
+        keep_constants(ctx, xproj, h0, w_hh)
         be = backend_of(xproj)
         xp = be.xp
         xs = xp.moveaxis(xproj, tdim, 0)
@@ -248,6 +298,14 @@ class RNNSequence(RecurrenceBase):
 
     @staticmethod
     def backward(ctx, g_hs, g_h):
+        if isinstance(g_hs, Tensor):
+            tdim, reverse, relu = ctx.tdim, ctx.reverse, ctx.relu
+
+            def ref(xproj, h0, w_hh):
+                return _ref_rnn_sequence(xproj, h0, w_hh, tdim, reverse, relu)
+
+            got = composed_vjp(ref, graph_inputs(ctx, 3), [g_hs, g_h])
+            return tuple(g if n else None for g, n in zip(got, ctx.needs_input_grad))
         hs, h_prev, w_hh = ctx.saved_tensors
         be = backend_of(g_hs)
         xp = be.xp
@@ -262,3 +320,62 @@ class RNNSequence(RecurrenceBase):
         d_whh = RecurrenceBase._weight_grad(be, dpre, h_prev)
         dx = xp.moveaxis(dpre, 0, ctx.tdim) if ctx.tdim else dpre
         return dx, dh, d_whh
+
+
+# -- references with differentiable ops (the create_graph backward) ---------------------------
+def _ref_lstm_cell(gates, c_prev):
+    """(o * tanh(c), c) with c = f * c_prev + i * g; gates in order i, f, g, o."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = f.sigmoid() * c_prev + i.sigmoid() * g.tanh()
+    return o.sigmoid() * c.tanh(), c
+
+
+def _ref_gru_cell(xg, hg, h_prev):
+    """(1 - z) * n + z * h_prev, with r, z, n as in :class:`GRUPointwise`."""
+    xr, xz, xn = xg.chunk(3, dim=-1)
+    hr, hz, hn = hg.chunk(3, dim=-1)
+    r, z = (xr + hr).sigmoid(), (xz + hz).sigmoid()
+    n = (xn + r * hn).tanh()
+    return (1 - z) * n + z * h_prev
+
+
+def _time_steps(xproj, tdim, reverse):
+    xs = xproj.unbind(tdim)
+    order = range(len(xs) - 1, -1, -1) if reverse else range(len(xs))
+    return xs, order
+
+
+def _stack_steps(hs, tdim):
+    from .shape import stack
+
+    return stack(hs, dim=tdim)
+
+
+def _ref_lstm_sequence(xproj, h0, c0, w_hh, w_hr, tdim, reverse):
+    xs, order = _time_steps(xproj, tdim, reverse)
+    h, c, hs = h0, c0, [None] * len(xs)
+    for t in order:
+        m, c = _ref_lstm_cell(xs[t] + h @ w_hh.mT, c)
+        h = m @ w_hr.mT if w_hr is not None else m
+        hs[t] = h
+    return _stack_steps(hs, tdim), h, c
+
+
+def _ref_gru_sequence(xproj, h0, w_hh, b_hh, tdim, reverse):
+    xs, order = _time_steps(xproj, tdim, reverse)
+    h, hs = h0, [None] * len(xs)
+    for t in order:
+        hg = h @ w_hh.mT
+        h = _ref_gru_cell(xs[t], hg + b_hh if b_hh is not None else hg, h)
+        hs[t] = h
+    return _stack_steps(hs, tdim), h
+
+
+def _ref_rnn_sequence(xproj, h0, w_hh, tdim, reverse, relu):
+    xs, order = _time_steps(xproj, tdim, reverse)
+    h, hs = h0, [None] * len(xs)
+    for t in order:
+        pre = xs[t] + h @ w_hh.mT
+        h = pre.relu() if relu else pre.tanh()
+        hs[t] = h
+    return _stack_steps(hs, tdim), h

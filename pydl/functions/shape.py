@@ -17,8 +17,8 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, autocast_active, same_device
-from ..tensor import Tensor, dtype_name, is_floating_dtype
+from ..autograd import Function, same_device
+from ..tensor import Tensor
 from ._util import sum_to_shape, xp_of
 from .views import share_if_view
 
@@ -420,17 +420,14 @@ def _check_join(tensors, op: str) -> list:
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: expected Tensors, got {type(t).__name__} at position {i}")
-    first = tensors[0]
     same_device(op, *tensors)
-    relaxed = autocast_active()  # Function.apply promotes mixed floats to the widest
-    for i, t in enumerate(tensors[1:], 1):
-        if t.dtype != first.dtype and not (relaxed and is_floating_dtype(t.dtype)
-                                           and is_floating_dtype(first.dtype)):
-            raise TypeError(
-                f"{op}: expected all tensors to have the same dtype, got "
-                f"{dtype_name(first.dtype)} (position 0) and {dtype_name(t.dtype)} "
-                f"(position {i}); convert one with .to(dtype)"
-            )
+    if any(t.dtype != tensors[0].dtype for t in tensors):  # PyTorch promotes, as torch.cat
+        from ..dtypes import promote_types
+
+        common = tensors[0].dtype
+        for t in tensors[1:]:
+            common = promote_types(common, t.dtype)
+        tensors = [t if t.dtype == common else t.to(common) for t in tensors]
     return tensors
 
 
@@ -616,6 +613,8 @@ class ConstantPad(Function):
 class IndexPad(Function):
     """reflect / replicate / circular padding as a gather along each padded dim."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, a, indices):
         xp = xp_of(a)
@@ -630,12 +629,15 @@ class IndexPad(Function):
 
     @staticmethod
     def backward(ctx, g):
-        from .indexing import _index_add
+        from .indexing import _index_add, scatter_add_graph
 
         xp = xp_of(g)
         shape = list(g.shape)
         for d in sorted(ctx.indices, reverse=True):
             shape[d] = ctx.in_shape[d]
+            if isinstance(g, Tensor):  # create_graph: a recorded scatter-add
+                g = scatter_add_graph(tuple(shape), (slice(None),) * d + (ctx.indices[d],), g)
+                continue
             gx = xp.zeros(tuple(shape), dtype=g.dtype)
             _index_add(gx, (slice(None),) * d + (ctx.indices[d],), g)
             g = gx

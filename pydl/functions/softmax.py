@@ -12,6 +12,7 @@ from __future__ import annotations
 from ..autograd import Function
 from ..backend import backend_of
 from ..tensor import Tensor, dtype_name
+from ._composed import composed_vjp, graph_inputs, keep_constants
 from ._util import normalize_axis
 from .conv import _check_float, _check_tensor
 from .loss import _check_reduction, _coerce_weight, _legacy_reduction, _scalar
@@ -138,7 +139,13 @@ def _reduce_samples(xp, loss, reduction, den, out_shape, dtype):
 
 
 class CrossEntropy(Function):
-    """Fused log-softmax + negative log-likelihood at class-index targets."""
+    """Fused log-softmax + negative log-likelihood at class-index targets.
+
+    Under create_graph the backward is the VJP of :func:`_cross_entropy_graph` (log_softmax
+    and indexing ops), which can be differentiated again.
+    """
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, label_smoothing, reduction):
@@ -151,13 +158,22 @@ class CrossEntropy(Function):
         if reduction == "mean":
             den = _class_weights_of_targets(xp, t1, weight, ignore_index, x.dtype).sum()
         ctx.save_for_backward(x2, lse, t1)
+        keep_constants(ctx, x)
         ctx.conf = (weight, ignore_index, label_smoothing, reduction, den, x.shape)
+        ctx.out_shape = target.shape
         return _reduce_samples(xp, loss, reduction, den, target.shape, x.dtype)
 
     @staticmethod
     def backward(ctx, g):
         x2, lse, t1 = ctx.saved_tensors
         weight, ignore_index, label_smoothing, reduction, den, shape = ctx.conf
+        if isinstance(g, Tensor):
+            def ref(x):
+                return _cross_entropy_graph(x, t1, weight, ignore_index, label_smoothing,
+                                            reduction, den, ctx.out_shape)
+
+            (gx,) = composed_vjp(ref, graph_inputs(ctx, 1), [g])
+            return gx, None, None, None, None, None
         be = backend_of(g)
         xp = be.xp
         gl = _grad_per_sample(xp, g, reduction, t1.shape[0], den, x2.dtype)
@@ -168,8 +184,11 @@ class CrossEntropy(Function):
 class SoftCrossEntropy(Function):
     """Cross-entropy against class probabilities of the input's shape."""
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, x, target, weight, label_smoothing, reduction):
+        keep_constants(ctx, x, target)
         be = backend_of(x)
         xp = be.xp
         x2, t2 = _classes_last(xp, x), _classes_last(xp, target)
@@ -187,6 +206,13 @@ class SoftCrossEntropy(Function):
     def backward(ctx, g):
         logp, wt = ctx.saved_tensors
         weight, label_smoothing, reduction, shape = ctx.conf
+        if isinstance(g, Tensor):
+            def ref(x, t):
+                return _soft_cross_entropy_graph(x, t, weight, label_smoothing, reduction)
+
+            gx, gt = composed_vjp(ref, graph_inputs(ctx, 2), [g])
+            need = ctx.needs_input_grad
+            return gx if need[0] else None, gt if need[1] else None, None, None, None
         xp = backend_of(g).xp
         gl = _grad_per_sample(xp, g, reduction, logp.shape[0], logp.shape[0], logp.dtype)
         gl = gl[:, None]
@@ -202,6 +228,8 @@ class SoftCrossEntropy(Function):
 
 class NLLLoss(Function):
     """-w[t] * input[t] at class-index targets (input holds log-probabilities)."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, x, target, weight, ignore_index, reduction):
@@ -225,12 +253,85 @@ class NLLLoss(Function):
     @staticmethod
     def backward(ctx, g):
         safe, wt, reduction, den, shape, shape2 = ctx.conf
+        if isinstance(g, Tensor):  # linear in g: a recorded scatter of -w[t] * g
+            from .indexing import IndexPut
+
+            xp = backend_of(g.data).xp
+            gl = _grad_per_sample_graph(g, reduction, shape2[0], den)
+            gx2 = Tensor._make(xp.zeros(shape2, dtype=g.dtype), False)
+            if shape2[1]:
+                gx2 = IndexPut.apply(gx2, gl * Tensor._make(-wt, False),
+                                     key=(xp.arange(shape2[0]), safe), accumulate=False)
+            return _classes_back_graph(gx2, shape), None, None, None, None
         xp = backend_of(g).xp
         gl = _grad_per_sample(xp, g, reduction, shape2[0], den, g.dtype)
         gx2 = xp.zeros(shape2, dtype=g.dtype)
         if shape2[1]:
             gx2[xp.arange(shape2[0]), safe] = -wt * gl
         return _classes_back(xp, gx2, shape), None, None, None, None
+
+
+# -- the same losses as recorded ops (the create_graph path) -----------------------------------
+def _classes_last_graph(x):
+    """:func:`_classes_last` on a Tensor."""
+    if x.ndim == 1:
+        return x.reshape(1, -1)
+    if x.ndim == 2:
+        return x
+    return x.movedim(1, -1).reshape(-1, x.shape[1])
+
+
+def _classes_back_graph(g2, shape):
+    """:func:`_classes_back` on a Tensor."""
+    if len(shape) <= 2:
+        return g2.reshape(shape)
+    return g2.reshape((shape[0],) + tuple(shape[2:]) + (shape[1],)).movedim(-1, 1)
+
+
+def _grad_per_sample_graph(g, reduction, n, den):
+    if reduction == "none":
+        return g.reshape(n)
+    scale = g if reduction == "sum" else g / den
+    return scale.reshape(1).expand(n)
+
+
+def _reduce_samples_graph(loss, reduction, den, out_shape):
+    if reduction == "none":
+        return loss.reshape(out_shape)
+    total = loss.sum()
+    return total if reduction == "sum" else total / den
+
+
+def _cross_entropy_graph(x, t1, weight, ignore_index, eps, reduction, den, out_shape):
+    """The class-index cross-entropy of :class:`CrossEntropy` with log_softmax and
+    indexing ops (the kernel's formula: ``(1 - eps) w[t] nll + eps / C sum_c w_c (-logp_c)``,
+    0 at ignored samples)."""
+    xp = backend_of(t1).xp
+    x2 = _classes_last_graph(x)
+    n, c = x2.shape
+    if c == 0:
+        return _reduce_samples_graph(x2.sum(axis=-1), reduction, den, out_shape)
+    logp = log_softmax(x2, dim=-1)
+    kept = t1 != ignore_index
+    safe = xp.where(kept, t1, 0)
+    w = xp.ones(c, dtype=x2.dtype) if weight is None else weight
+    wt = xp.where(kept, w[safe], 0).astype(x2.dtype)
+    loss = -logp[xp.arange(n), safe] * Tensor._make(wt * (1 - eps), False)
+    if eps:
+        smooth = Tensor._make(xp.where(kept, eps / c, 0).astype(x2.dtype)[:, None] * w, False)
+        loss = loss - (logp * smooth).sum(axis=-1)
+    return _reduce_samples_graph(loss, reduction, den, out_shape)
+
+
+def _soft_cross_entropy_graph(x, t, weight, eps, reduction):
+    """:class:`SoftCrossEntropy` with log_softmax and elementwise ops."""
+    x2, t2 = _classes_last_graph(x), _classes_last_graph(t)
+    c = x2.shape[1]
+    smooth = t2 * (1 - eps) + eps / c if eps else t2
+    wt = smooth if weight is None else smooth * Tensor._make(weight, False)
+    loss = -(log_softmax(x2, dim=-1) * wt).sum(axis=-1)
+    out_shape = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    return _reduce_samples_graph(loss, reduction, x2.shape[0], out_shape)
 
 
 def _check_class_target(op, input, target):

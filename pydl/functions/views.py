@@ -24,11 +24,14 @@ root's graph node it was built from, and ``Function.apply`` rebuilds a view's gr
 from __future__ import annotations
 
 from ..autograd import Function
-from ._util import xp_of
+from ..tensor import Tensor
+from ._util import copy, xp_of
 
 
 class ViewOf(Function):
     """``fn(root)`` as a differentiable view; backward scatters into zeros of root's shape."""
+
+    double_backward = True
 
     @staticmethod
     def forward(ctx, root, fn):
@@ -37,9 +40,71 @@ class ViewOf(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):
+            return _ViewScatter.apply(g, ctx.fn, ctx.shape), None
         groot = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
         ctx.fn(groot)[...] = g
         return groot, None
+
+
+class _ViewScatter(Function):
+    """zeros of root's shape with ``g`` written into the view ``fn``: ViewOf's backward as a
+    recorded op (create_graph); its own backward reads the view, ``fn(u)``."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, g, fn, shape):
+        ctx.fn = fn
+        groot = xp_of(g).zeros(shape, dtype=g.dtype)
+        fn(groot)[...] = g
+        return groot
+
+    @staticmethod
+    def backward(ctx, u):
+        if isinstance(u, Tensor):
+            return _ViewRead.apply(u, ctx.fn, None), None, None
+        return copy(ctx.fn(u)), None, None
+
+
+class _ViewRead(Function):
+    """A copy of the view ``fn(root)`` (the adjoint of :class:`_ViewScatter`)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, root, fn, _unused):
+        ctx.fn, ctx.shape = fn, root.shape
+        return copy(fn(root))
+
+    @staticmethod
+    def backward(ctx, g):
+        if isinstance(g, Tensor):
+            return _ViewScatter.apply(g, ctx.fn, ctx.shape), None, None
+        groot = xp_of(g).zeros(ctx.shape, dtype=g.dtype)
+        ctx.fn(groot)[...] = g
+        return groot, None, None
+
+
+class _ZeroRegion(Function):
+    """``g`` with the view ``fn`` zeroed (a projection: its own adjoint)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, g, fn):
+        ctx.fn = fn
+        out = copy(g)
+        fn(out)[...] = 0
+        return out
+
+    @staticmethod
+    def backward(ctx, u):
+        if isinstance(u, Tensor):
+            return _ZeroRegion.apply(u, ctx.fn), None
+        out = copy(u)
+        ctx.fn(out)[...] = 0
+        return out, None
 
 
 class CopySlices(Function):
@@ -50,6 +115,8 @@ class CopySlices(Function):
     view's region (inside, its old values were overwritten); the value gets the region.
     """
 
+    double_backward = True
+
     @staticmethod
     def forward(ctx, root, value, fn):
         ctx.fn = fn
@@ -57,6 +124,8 @@ class CopySlices(Function):
 
     @staticmethod
     def backward(ctx, g):
+        if isinstance(g, Tensor):
+            return _ZeroRegion.apply(g, ctx.fn), _ViewRead.apply(g, ctx.fn, None), None
         g_value = ctx.fn(g).copy()
         g_root = g.copy()
         ctx.fn(g_root)[...] = 0

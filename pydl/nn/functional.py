@@ -19,6 +19,7 @@ import importlib
 
 from ..functions import unary as _unary
 from ..functions.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from ..functions.conv3d import avg_pool3d, conv3d, max_pool3d
 from ..functions.indexing import one_hot
 from ..functions.loss import (
     binary_cross_entropy,
@@ -57,8 +58,9 @@ from ..functions.unary import sigmoid, tanh
 
 __all__ = [
     # convolution and pooling
-    "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d",
-    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+    "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+    "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "adaptive_max_pool1d", "adaptive_max_pool2d",
     # activations
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "softplus",

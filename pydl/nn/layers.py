@@ -457,8 +457,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     ``torch.nn.functional.interpolate``.
 
     Give ``size`` or ``scale_factor`` (a number or one per spatial dim). Modes:
-    ``'nearest'`` (PyTorch's legacy nearest), ``'nearest-exact'``, ``'bilinear'`` (4-D) and
-    ``'linear'`` (3-D); ``align_corners`` (False by default) for the linear ones.
+    ``'nearest'`` (PyTorch's legacy nearest), ``'nearest-exact'``, ``'bilinear'`` and
+    ``'bicubic'`` (4-D; Keys' cubic with A = -0.75, edge samples repeated, as PyTorch) and
+    ``'linear'`` (3-D); ``align_corners`` (False by default) for the linear and cubic ones.
 
     >>> interpolate(pydl.randn(1, 3, 8, 8), scale_factor=2, mode="bilinear").shape
     (1, 3, 16, 16)
@@ -466,8 +467,8 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if x.ndim == 3:  # (N, C, L): a 4-D problem with H = 1
         if mode == "linear":
             mode = "bilinear"
-        elif mode == "bilinear":
-            raise ValueError("bilinear interpolation needs 4-D input; use mode='linear'")
+        elif mode in ("bilinear", "bicubic"):
+            raise ValueError(f"{mode} interpolation needs 4-D input; use mode='linear'")
         size = None if size is None else (1, _single(size, "size")[0])
         if scale_factor is not None:
             f = scale_factor[0] if isinstance(scale_factor, (tuple, list)) else scale_factor
@@ -476,9 +477,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     if x.ndim != 4:
         raise ValueError(f"interpolate expects (N, C, H, W) or (N, C, L) input, got shape "
                          f"{tuple(x.shape)}")
-    if mode not in ("nearest", "nearest-exact", "bilinear"):
+    if mode not in ("nearest", "nearest-exact", "bilinear", "bicubic"):
         raise NotImplementedError(f"interpolate mode {mode!r}: use 'nearest', "
-                                  "'nearest-exact', 'bilinear' or 'linear'")
+                                  "'nearest-exact', 'bilinear', 'bicubic' or 'linear'")
     if mode.startswith("nearest") and align_corners is not None:
         raise ValueError("align_corners only applies to the linear modes")
     if (size is None) == (scale_factor is None):

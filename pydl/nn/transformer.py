@@ -109,14 +109,16 @@ def _attend(q, k, v, mask, dropout_p, scale):
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
-                                 is_causal=False, scale=None):
+                                 is_causal=False, scale=None, enable_gqa=False):
     """softmax(Q K^T / sqrt(E) + mask) V, as ``torch.nn.functional.scaled_dot_product_attention``.
 
     query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). ``attn_mask``
     broadcasts to (..., L, S): a bool mask marks with True the positions that *take part*;
     a float mask is added to the scores. ``is_causal`` masks j > i (no ``attn_mask`` then).
     ``dropout_p`` is applied to the attention weights whenever it is > 0 (pass 0.0 in
-    evaluation, as PyTorch). ``scale`` defaults to 1/sqrt(E).
+    evaluation, as PyTorch). ``scale`` defaults to 1/sqrt(E). ``enable_gqa`` (grouped-query
+    attention): key and value may have fewer heads (dim -3) than query, a divisor of its
+    count; each key/value head then serves that many consecutive query heads.
     """
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
         raise ValueError(
@@ -133,6 +135,16 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             f"scaled_dot_product_attention: key {tuple(key.shape)} and value "
             f"{tuple(value.shape)} must have the same sequence length (dim -2)"
         )
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        hq, hkv = query.shape[-3], key.shape[-3]
+        if key.ndim < 3 or value.shape[-3] != hkv or hq % hkv:
+            raise ValueError(
+                f"scaled_dot_product_attention: with enable_gqa, the query's {hq} heads "
+                f"(dim -3) must be a multiple of the key's and value's, got key "
+                f"{tuple(key.shape)} and value {tuple(value.shape)}"
+            )
+        key = key.repeat_interleave(hq // hkv, dim=-3)
+        value = value.repeat_interleave(hq // hkv, dim=-3)
     if is_causal and attn_mask is not None:
         raise ValueError("scaled_dot_product_attention: give either attn_mask or "
                          "is_causal=True, not both")

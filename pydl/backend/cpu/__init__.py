@@ -17,6 +17,7 @@ import types
 
 import numpy as np
 
+from ...threads import _apply_default as _apply_default_threads
 from .. import protocol
 from . import reference
 
@@ -27,6 +28,7 @@ try:  # the extension is optional: pydl works (slower) without it
     from . import ext as extension
 except ImportError:  # pragma: no cover - depends on the build
     extension = None
+_apply_default_threads(extension)  # never more busy threads than cores (pydl/threads.py)
 
 _rng = np.random.default_rng()
 
