@@ -376,3 +376,12 @@ def test_cli_precision_flag():
     assert parse(["--model", "cnn", "--device", "cpu"]).precision == "fp32"
     with pytest.raises(SystemExit, match="--precision bf16 trains"):
         parse(["--model", "gan", "--precision", "bf16", "--device", "cpu"])
+
+
+def test_conv3d_and_the_exp_family_follow_the_table():
+    x = pydl.randn(1, 2, 4, 5, 5)
+    w = pydl.randn(3, 2, 2, 2, 2)
+    with pydl.autocast("cpu", dtype=BF16):
+        assert F.conv3d(x, w).dtype == BF16  # built from conv2d
+        y = x.bfloat16()
+        assert pydl.exp2(y).dtype == F32 and pydl.logaddexp(y, y).dtype == F32

@@ -42,8 +42,8 @@ _TABLE = {
     "Cumsum": FLOAT32, "Norm": FLOAT32,
     # float32: softmax / log-softmax, normalizations, exp / log / pow
     "_Softmax": FLOAT32, "Normalize": FLOAT32,
-    "Exp": FLOAT32, "Log": FLOAT32, "Log1p": FLOAT32, "Pow": FLOAT32, "Rsqrt": FLOAT32,
-    "Reciprocal": FLOAT32, "Softplus": FLOAT32,
+    "Exp": FLOAT32, "Exp2": FLOAT32, "Log": FLOAT32, "Log1p": FLOAT32, "LogAddExp": FLOAT32,
+    "Pow": FLOAT32, "Rsqrt": FLOAT32, "Reciprocal": FLOAT32, "Softplus": FLOAT32,
     # float32: every loss
     "CrossEntropy": FLOAT32, "SoftCrossEntropy": FLOAT32, "NLLLoss": FLOAT32,
     "DifferenceLoss": FLOAT32, "BinaryCrossEntropy": FLOAT32,
