@@ -34,6 +34,7 @@ from .dtypes import promote_types, result_type  # noqa: E402,F401
 from .functions import *  # noqa: E402,F401,F403
 from .tensor import (  # noqa: E402
     Tensor,
+    bfloat16,
     bool_,
     float16,
     float32,
@@ -53,12 +54,14 @@ long = int64
 half = float16
 
 _LAZY_MODULES = ("nn", "optim", "data", "train", "io", "models", "cuda", "testing", "profiler",
-                 "custom")
+                 "custom", "amp")
 _LAZY_NAMES = {
     "Sequential": "train",
     "Model": "train",
     "save": "io",
     "load": "io",
+    "autocast": "amp",
+    "is_autocast_enabled": "amp",
 }
 
 

@@ -37,6 +37,9 @@ def add_arguments(parser):
                         help="also write training curves (and, for generative models, sample "
                              "grids) as PNG")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="bf16/fp16: mixed precision (autocast; fp16 adds loss scaling), "
+                             f"for {', '.join(DATA_PARALLEL_MODELS)} (default fp32)")
     parser.add_argument("--gradient-penalty", type=float, default=0.0, metavar="WEIGHT",
                         help="gan only: add WEIGHT * a WGAN-GP gradient penalty to the "
                              "discriminator loss (default 0: off)")
@@ -67,6 +70,11 @@ def fill_defaults(args):
         raise SystemExit(f"pydl train: --gradient-penalty is for --model gan, not {args.model!r}")
     if not gp >= 0:
         raise SystemExit(f"pydl train: --gradient-penalty must be >= 0, got {gp:g}")
+    precision = getattr(args, "precision", "fp32")
+    if precision != "fp32" and args.model not in DATA_PARALLEL_MODELS:
+        raise SystemExit(
+            f"pydl train: --precision {precision} trains {', '.join(DATA_PARALLEL_MODELS)} "
+            f"(through Model.fit); --model {args.model} has a loop of its own that runs in fp32")
     check_device(args.device)
     if args.plot:
         check_plotting()

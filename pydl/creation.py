@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from .backend import as_device, backend_of, get_backend
-from .tensor import Tensor, as_dtype, float32, int64
+from .tensor import LOW_PRECISION, Tensor, as_dtype, float32, int64, is_floating_dtype
 
 __all__ = [
     "tensor", "as_tensor", "from_numpy", "from_dlpack", "zeros", "ones", "full", "empty", "arange",
@@ -24,8 +24,10 @@ __all__ = [
 
 def _default_dtype(array: np.ndarray) -> np.dtype:
     kind = array.dtype.kind
+    if array.dtype in LOW_PRECISION:  # float16 / bfloat16 data keeps its dtype
+        return array.dtype
     if kind == "f":
-        return float32 if array.dtype != np.float16 else array.dtype
+        return float32
     if kind in "iu":
         return int64
     if kind == "b":
@@ -112,7 +114,7 @@ def from_dlpack(obj, *, copy=None) -> Tensor:
         as_dtype(array.dtype)
     except TypeError:
         raise TypeError(f"from_dlpack: dtype {array.dtype} is not supported by pydl (use "
-                        "float16, float32, float64, int32, int64 or bool)") from None
+                        "float16, bfloat16, float32, float64, int32, int64 or bool)") from None
     return Tensor._make_leaf(array, False)
 
 
@@ -209,7 +211,7 @@ def set_rng_state(state: dict) -> None:
 
 def _float_dtype(dtype):
     dt = as_dtype(dtype) or float32
-    if dt.kind != "f":
+    if not is_floating_dtype(dt):
         raise TypeError(f"random floats need a floating dtype, got {dt}")
     return dt
 
@@ -218,7 +220,7 @@ def rand(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Uniform samples in [0, 1)."""
     backend = get_backend(device)
     dt = _float_dtype(dtype)
-    arr = backend.rng().random(_shape(size), dtype=dt if dt != np.float16 else np.float32)
+    arr = backend.rng().random(_shape(size), dtype=np.float32 if dt in LOW_PRECISION else dt)
     return _make(arr.astype(dt, copy=False), requires_grad)
 
 
@@ -226,7 +228,8 @@ def randn(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     """Standard normal samples."""
     backend = get_backend(device)
     dt = _float_dtype(dtype)
-    arr = backend.rng().standard_normal(_shape(size), dtype=dt if dt != np.float16 else np.float32)
+    draw = np.float32 if dt in LOW_PRECISION else dt
+    arr = backend.rng().standard_normal(_shape(size), dtype=draw)
     return _make(arr.astype(dt, copy=False), requires_grad)
 
 

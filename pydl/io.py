@@ -39,6 +39,7 @@ import stat
 import struct
 import zlib
 
+import ml_dtypes
 import numpy as np
 
 from .tensor import Tensor
@@ -59,6 +60,7 @@ _PLACEHOLDER = "0" * 8
 _HEADER_CHECKSUM = re.compile(rb'"header_checksum"\s*:\s*"([0-9a-f]{8})"')  # only outside strings
 _CODES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
           "I8": "i1", "U64": "<u8", "U32": "<u4", "U16": "<u2", "U8": "u1", "BOOL": "?"}
+_CODES["BF16"] = ml_dtypes.bfloat16  # little-endian bytes, as safetensors writes them
 _CODE_OF = {np.dtype(v): k for k, v in _CODES.items()}
 _TMP_OURS = re.compile(r"\.pydl-[0-9a-f]{16}\.tmp")
 _TMP_LEGACY = re.compile(r"\.pydl-[a-z0-9_]{8}\.tmp")  # mkstemp names of pydl <= format 1

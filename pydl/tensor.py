@@ -8,14 +8,18 @@ autograd graph (see ``pydl.autograd``). Creation functions (``pydl.tensor``, ``z
 
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from . import autograd
 from .backend import Device, as_device, backend_of, device_of
 
-__all__ = ["Tensor", "float32", "float64", "int32", "int64", "bool_", "float16"]
+__all__ = ["Tensor", "float32", "float64", "int32", "int64", "bool_", "float16", "bfloat16"]
 
 float16 = np.dtype("float16")
+#: bfloat16 is ml_dtypes' NumPy dtype (8 exponent bits, 7 mantissa bits), on both devices.
+#: Its ``kind`` is "V", not "f": ask ``is_floating_dtype`` whether a dtype is a float.
+bfloat16 = np.dtype(ml_dtypes.bfloat16)
 float32 = np.dtype("float32")
 float64 = np.dtype("float64")
 int32 = np.dtype("int32")
@@ -24,13 +28,21 @@ bool_ = np.dtype("bool")
 
 _DTYPE_NAMES = {
     "float16": float16, "half": float16,
+    "bfloat16": bfloat16,
     "float32": float32, "float": float32,
     "float64": float64, "double": float64,
     "int32": int32, "int": int32,
     "int64": int64, "long": int64,
     "bool": bool_,
 }
-_SUPPORTED = (float16, float32, float64, int32, int64, bool_)
+_SUPPORTED = (float16, bfloat16, float32, float64, int32, int64, bool_)
+#: the float dtypes narrower than float32, computed with float32 accumulation
+LOW_PRECISION = (float16, bfloat16)
+
+
+def is_floating_dtype(dtype) -> bool:
+    """True for float16, bfloat16, float32 and float64 (bfloat16's NumPy kind is "V")."""
+    return dtype.kind == "f" or dtype == bfloat16
 
 
 def as_dtype(dtype) -> np.dtype:
@@ -53,7 +65,8 @@ def as_dtype(dtype) -> np.dtype:
         raise TypeError(f"unknown dtype {dtype!r}") from None
     if dt not in _SUPPORTED:
         raise TypeError(
-            f"dtype {dt} is not supported: use float32, float64, int32, int64 or bool"
+            f"dtype {dt} is not supported: use float16, bfloat16, float32, float64, int32, "
+            "int64 or bool"
         )
     return dt
 
@@ -135,7 +148,7 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, flag: bool):
-        if flag and self.data.dtype.kind != "f":
+        if flag and not is_floating_dtype(self.data.dtype):
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, not {dtype_name(self.dtype)}"
             )
@@ -198,7 +211,7 @@ class Tensor:
         return _F().transpose(self, -2, -1)
 
     def is_floating_point(self) -> bool:
-        return self.data.dtype.kind == "f"
+        return is_floating_dtype(self.data.dtype)
 
     def __len__(self):
         if self.ndim == 0:
@@ -322,6 +335,14 @@ class Tensor:
 
     def double(self) -> Tensor:
         return self.to(float64)
+
+    def half(self) -> Tensor:
+        """This tensor in float16 (values beyond +-65504 become +-inf, as IEEE rounding says)."""
+        return self.to(float16)
+
+    def bfloat16(self) -> Tensor:
+        """This tensor in bfloat16 (float32's range, 8 significant bits)."""
+        return self.to(bfloat16)
 
     def long(self) -> Tensor:
         return self.to(int64)
@@ -721,9 +742,10 @@ class Tensor:
     # -- printing ------------------------------------------------------------------------
     def __repr__(self):
         arr = backend_of(self.data).to_numpy(self.data)
+        shown = arr.astype(float32) if arr.dtype == bfloat16 else arr  # NumPy prints its floats
         body = np.array2string(
-            arr, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3,
-            precision=4, floatmode="maxprec_equal" if arr.dtype.kind == "f" else "maxprec",
+            shown, separator=", ", prefix="tensor(", threshold=1000, edgeitems=3,
+            precision=4, floatmode="maxprec_equal" if shown.dtype.kind == "f" else "maxprec",
         )
         extras = []
         if self.device.type != "cpu":

@@ -317,3 +317,68 @@ inline void pydl_emu_mma_tf32_16x8x8(float* d, const float* a, const float* b) {
     emu::wait(emu::AT_WARP);
     for (int r = 0; r < 4; ++r) d[r] = out[r];
 }
+
+// ----------------------------------------------------------------- float16 / bfloat16 (sm_80+)
+// cvt.f32.f16 and cvt.rn.f16.f32 (IEEE binary16, round to nearest even, overflow to inf).
+inline float pydl_emu_half_to_float(unsigned short h) {
+    const float sign = (h & 0x8000) ? -1.0f : 1.0f;
+    const int exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0) return sign * std::ldexp((float)man, -24);
+    if (exp == 31) return man ? NAN : sign * INFINITY;
+    return sign * std::ldexp((float)(man | 0x400), exp - 25);
+}
+
+inline unsigned short pydl_emu_float_to_half(float f) {
+    const unsigned u = __float_as_uint(f);
+    const unsigned short sign = (u >> 16) & 0x8000;
+    const unsigned a = u & 0x7fffffffu;
+    if (a >= 0x7f800000u) return sign | (a > 0x7f800000u ? 0x7e00 : 0x7c00);
+    const float v = __uint_as_float(a);
+    if (v >= 65520.0f) return sign | 0x7c00;  // rounds past 65504: inf
+    if (v < 6.103515625e-05f)                 // half subnormals are multiples of 2**-24
+        return sign | (unsigned short)std::nearbyint(v * 16777216.0f);
+    const unsigned r = (a + 0xfffu + ((a >> 13) & 1u)) >> 13;  // keep 10 bits, ties to even
+    return sign | (unsigned short)(r - ((127u - 15u) << 10));
+}
+
+// bfloat16 is the top half of a float32; cvt.rn.bf16.f32 rounds to nearest even.
+inline float pydl_emu_bfloat16_to_float(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
+
+inline unsigned short pydl_emu_float_to_bfloat16(float f) {
+    unsigned u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40);  // quiet NaN
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}: each u32 register holds two 16-bit values
+// of consecutive k (lower k in the low half); with g = lane/4, t = lane%4:
+// a{0,1,2,3} = A[g][2t..2t+1], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..];
+// b{0,1} = B[2t..2t+1][g], B[2t+8..][g]; d as in the m16n8k8 layout above.
+inline void pydl_emu_mma_16x8x16(float* d, const unsigned* a, const unsigned* b,
+                                 float (*to_float)(unsigned short)) {
+    emu::Block& blk = *emu::g_block;
+    unsigned* mine = reinterpret_cast<unsigned*>(blk.slots[emu::warp()][emu::lane()]);
+    for (int i = 0; i < 4; ++i) mine[i] = a[i];
+    mine[4] = b[0];
+    mine[5] = b[1];
+    emu::wait(emu::AT_WARP);
+    auto slot = [&](int l) { return reinterpret_cast<const unsigned*>(blk.slots[emu::warp()][l]); };
+    auto half_of = [&](unsigned reg, int k) {
+        return to_float((unsigned short)(k % 2 ? reg >> 16 : reg & 0xffffu));
+    };
+    auto A = [&](int row, int k) {
+        return half_of(slot((row % 8) * 4 + (k % 8) / 2)[(row >= 8) + 2 * (k >= 8)], k);
+    };
+    auto B = [&](int k, int col) { return half_of(slot(col * 4 + (k % 8) / 2)[4 + (k >= 8)], k); };
+    const int g = emu::lane() / 4, t = emu::lane() % 4;
+    float out[4];
+    for (int r = 0; r < 4; ++r) {
+        const int row = g + 8 * (r / 2), col = 2 * t + r % 2;
+        float acc = d[r];
+        for (int k = 0; k < 16; ++k) acc += A(row, k) * B(k, col);
+        out[r] = acc;
+    }
+    emu::wait(emu::AT_WARP);
+    for (int r = 0; r < 4; ++r) d[r] = out[r];
+}

@@ -308,8 +308,11 @@ def test_torch_safetensors_files_load(tmp_path):
     for k, v in weights.items():
         assert np.array_equal(got[k].numpy(), v.numpy()), k
     st_torch.save_file({"h": torch.ones(2, dtype=torch.bfloat16)}, tmp_path / "bf.safetensors")
-    with pytest.raises(CheckpointError, match="dtype BF16"):
-        load_safetensors(tmp_path / "bf.safetensors")
+    h = load_safetensors(tmp_path / "bf.safetensors")["h"]  # BF16 is pydl.bfloat16
+    assert h.dtype == pydl.bfloat16 and h.float().tolist() == [1.0, 1.0]
+    st_torch.save_file({"q": torch.ones(2, dtype=torch.float8_e4m3fn)}, tmp_path / "f8.safetensors")
+    with pytest.raises(CheckpointError, match="dtype F8_E4M3"):
+        load_safetensors(tmp_path / "f8.safetensors")
 
 
 def test_format_1_files_still_load(tmp_path):

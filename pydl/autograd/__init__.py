@@ -31,6 +31,7 @@ import contextlib
 import functools
 import threading
 
+import ml_dtypes
 import numpy as np
 
 from . import hooks as _hooks
@@ -132,7 +133,7 @@ class detect_anomaly(contextlib.ContextDecorator):
 
 def _check_finite(array, what: str) -> None:
     kind = getattr(array.dtype, "kind", "")
-    if kind not in "fc":
+    if kind not in "fc" and array.dtype != _BFLOAT16:
         return
     xp = _xp(array)
     if not bool(xp.isfinite(array).all()):
@@ -292,6 +293,8 @@ class Function:
     @classmethod
     def apply(cls, *args, **kwargs):
         # the hot path of every op: kept free of imports, generators and repeated lookups
+        if _autocast_hook is not None:  # set while a pydl.autocast region is open (pydl/amp)
+            args = _autocast_hook(cls, args)
         tensors = [a for a in args if isinstance(a, _Tensor)]
         record = False
         data_type = None
@@ -321,7 +324,8 @@ class Function:
         non_diff = ctx._non_diff
         results = []
         for i, o in enumerate(outs):
-            differentiable = record and o.dtype.kind == "f" and id(o) not in non_diff
+            differentiable = record and (o.dtype.kind == "f" or o.dtype == _BFLOAT16) and \
+                id(o) not in non_diff
             t = _Tensor._make(o, differentiable)
             if differentiable:
                 t._ctx = ctx
@@ -356,6 +360,21 @@ def same_device(op: str, *tensors) -> None:
 
 
 _Tensor = None  # pydl.tensor.Tensor, set by tensor.py once it is defined (import cycle)
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)  # a float whose NumPy kind is "V"
+
+#: ``hook(cls, args) -> args``, called by every ``Function.apply`` while any thread has a
+#: ``pydl.autocast`` region open (pydl/amp/autocast.py sets and clears it); None otherwise,
+#: so ops outside autocast pay one global read.
+_autocast_hook = None
+
+
+def autocast_active() -> bool:
+    """True inside an enabled ``pydl.autocast`` region on this thread.
+
+    Dtype checks of op wrappers (``a + b``, ``matmul``, ``conv2d``...) let mixed float dtypes
+    through then: ``Function.apply`` casts them by autocast's op table (pydl/amp).
+    """
+    return getattr(_state, "autocast", None) is not None
 
 
 def _as_array(value):

@@ -9,7 +9,7 @@ import numpy as np
 from ..autograd import same_device
 from ..backend import backend_of
 from ..dtypes import category, result_type
-from ..tensor import Tensor
+from ..tensor import Tensor, is_floating_dtype
 
 _FLOAT_KINDS = "f"
 
@@ -107,7 +107,7 @@ def _coerce_scalar(value, like: Tensor, op: str):
     if isinstance(value, (np.ndarray, list, tuple)) or type(value).__module__.startswith("cupy"):
         return Tensor(value, device=like.device,
                       dtype=like.dtype if np.asarray(value).dtype.kind == "f"
-                      or like.dtype.kind == "f" else None)
+                      or is_floating_dtype(like.dtype) else None)
     raise TypeError(f"{op}: unsupported operand of type {type(value).__name__}")
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numbers
 
-from ..autograd import Function
+from ..autograd import Function, autocast_active
 from ..backend import backend_of
 from ..backend.protocol import conv_output_size
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor, dtype_name, is_floating_dtype
 
 __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"]
 
@@ -40,12 +40,13 @@ def _check_tensor(t, name: str, op: str) -> None:
 
 
 def _check_float(t, name: str, op: str) -> None:
-    if t.dtype.kind != "f":
+    if not is_floating_dtype(t.dtype):
         raise TypeError(f"{op}: {name} must be a floating-point tensor, got {dtype_name(t.dtype)}")
 
 
 def _check_same_dtype(a, b, names, op: str) -> None:
-    if a.dtype != b.dtype:
+    if a.dtype != b.dtype and not (autocast_active() and is_floating_dtype(a.dtype)
+                                   and is_floating_dtype(b.dtype)):  # apply casts them
         raise TypeError(
             f"{op}: {names[0]} is {dtype_name(a.dtype)} but {names[1]} is "
             f"{dtype_name(b.dtype)}; convert one with .to(dtype)"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..autograd import Function
 from ..backend import backend_of, get_backend
-from ..tensor import Tensor
+from ..tensor import LOW_PRECISION, Tensor, is_floating_dtype
 from ._util import astype
 
 __all__ = ["cast", "to_device", "clone", "contiguous"]
@@ -16,11 +18,14 @@ class Cast(Function):
     @staticmethod
     def forward(ctx, a, dtype):
         ctx.src = a.dtype
+        if dtype in LOW_PRECISION:  # out-of-range values become +-inf, as IEEE rounding says
+            with np.errstate(over="ignore"):
+                return a.astype(dtype)
         return a.astype(dtype)
 
     @staticmethod
     def backward(ctx, g):
-        return astype(g, ctx.src) if ctx.src.kind == "f" else None, None
+        return astype(g, ctx.src) if is_floating_dtype(ctx.src) else None, None
 
 
 class ToDevice(Function):

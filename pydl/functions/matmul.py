@@ -14,15 +14,15 @@ import numbers
 
 import numpy as np
 
-from ..autograd import Function, same_device
+from ..autograd import Function, autocast_active, same_device
 from ..backend import backend_of
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor, bfloat16, dtype_name
 from ._util import sum_to_shape, xp_of
 
 __all__ = ["matmul", "mm", "bmm", "dot", "outer", "inner", "vdot"]
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16), bfloat16)
 
 
 def _operand(x, t: Tensor | None, op: str):
@@ -43,10 +43,10 @@ def _check_operands(a, b, op: str):
     for t in (a, b):
         if t.dtype not in _FLOATS:
             raise TypeError(
-                f"{op}: only float32 and float64 tensors are supported, got "
-                f"{dtype_name(t.dtype)}; convert with .float() or .double()"
+                f"{op}: only float tensors (float16, bfloat16, float32, float64) are supported, "
+                f"got {dtype_name(t.dtype)}; convert with .float() or .double()"
             )
-    if a.dtype != b.dtype:
+    if a.dtype != b.dtype and not autocast_active():  # autocast casts both in apply
         raise TypeError(
             f"{op}: dtypes {dtype_name(a.dtype)} and {dtype_name(b.dtype)} differ; convert one "
             "with .to(dtype) first"

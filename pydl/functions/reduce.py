@@ -25,7 +25,7 @@ import numbers
 import numpy as np
 
 from ..autograd import Function
-from ..tensor import Tensor, dtype_name
+from ..tensor import Tensor, dtype_name, is_floating_dtype
 from ._util import astype, copy, normalize_axis, xp_of
 from .unary import _as_tensor
 
@@ -94,7 +94,7 @@ def _keepdims_view(out, shape, axes, keepdim):
 
 
 def _need_float(x, op):
-    if x.dtype.kind != "f":
+    if not is_floating_dtype(x.dtype):
         raise RuntimeError(
             f"{op}(): input dtype must be floating point, got {dtype_name(x.dtype)}; convert it "
             f"with .float() (or pass dtype=pydl.float32)"
@@ -469,7 +469,7 @@ def std(x, dim=None, unbiased=None, keepdim=False, *, correction=None, axis=None
 def logsumexp(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     """log(sum(exp(x))) over ``dim``, stable for large inputs and for all -inf slices."""
     x = _as_tensor(x, "logsumexp")
-    if x.dtype.kind != "f":
+    if not is_floating_dtype(x.dtype):
         x = x.to(np.float32)
     return LogSumExp.apply(x, _axes(x, dim, axis, "logsumexp"), _keep(keepdim, keepdims))
 

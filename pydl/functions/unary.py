@@ -32,7 +32,7 @@ import numpy as np
 
 from ..autograd import Function, same_device
 from ..backend import backend_of
-from ..tensor import Tensor
+from ..tensor import Tensor, is_floating_dtype
 from ._util import astype, binary_operands, sum_to_shape, xp_of
 
 __all__ = [
@@ -62,7 +62,7 @@ def _as_tensor(x, op: str) -> Tensor:
 def _floating(x, op: str) -> Tensor:
     """``x`` as a tensor of a floating dtype (integers and bools become float32)."""
     x = _as_tensor(x, op)
-    return x if x.dtype.kind == "f" else x.to(np.float32)
+    return x if is_floating_dtype(x.dtype) else x.to(np.float32)
 
 
 def _sigmoid(xp, x):

@@ -29,7 +29,7 @@ from ..autograd import hooks as _hooks
 from ..autograd import is_grad_enabled, no_grad
 from ..autograd.hooks import RemovableHandle
 from ..creation import as_tensor, empty
-from ..tensor import Tensor, as_dtype, dtype_name
+from ..tensor import Tensor, as_dtype, bfloat16, dtype_name, is_floating_dtype
 from .parameter import Buffer, Parameter
 
 __all__ = ["Module", "RemovableHandle", "summary"]
@@ -97,7 +97,7 @@ def _device_of(array) -> Device:
 
 def _convert_array(array, device=None, dtype=None):
     """``array`` on ``device`` in ``dtype`` (either may be None: unchanged)."""
-    if dtype is not None and array.dtype.kind != "f":
+    if dtype is not None and not is_floating_dtype(array.dtype):
         dtype = None  # like PyTorch, .to(dtype) casts only floating-point tensors
     if device is not None and Device(device) != _device_of(array):
         return as_tensor(array, dtype=dtype or array.dtype, device=device).data
@@ -123,7 +123,7 @@ def _parse_to_args(args, kwargs):
             dtype = a
     if dtype is not None:
         dtype = as_dtype(dtype)
-        if dtype.kind != "f":
+        if not is_floating_dtype(dtype):
             raise TypeError(
                 f"Module.to only accepts floating-point dtypes, got {dtype_name(dtype)}"
             )
@@ -484,6 +484,9 @@ class Module:
     def half(self) -> Module:
         return self.to(np.float16)
 
+    def bfloat16(self) -> Module:
+        return self.to(bfloat16)
+
     # -- state dict ----------------------------------------------------------------------
     def state_dict(self, destination=None, prefix: str = "", keep_vars: bool = False):
         """An OrderedDict of every parameter and persistent buffer by dotted name.
@@ -605,14 +608,14 @@ class Module:
             first = next(itertools.chain(self.parameters(), self.buffers()), None)
             device = first.device if first is not None else "cpu"
         if dtype is None:
-            first = next((p for p in self.parameters() if p.dtype.kind == "f"), None)
+            first = next((p for p in self.parameters() if p.is_floating_point()), None)
             dtype = first.dtype if first is not None else np.float32
         dtype = as_dtype(dtype)
         shapes = input_shape if (
             isinstance(input_shape, (list, tuple)) and input_shape
             and isinstance(input_shape[0], (list, tuple))) else [input_shape]
         inputs = [
-            randn(*tuple(s), dtype=dtype, device=device) if dtype.kind == "f"
+            randn(*tuple(s), dtype=dtype, device=device) if is_floating_dtype(dtype)
             else zeros(*tuple(s), dtype=dtype, device=device)
             for s in shapes
         ]

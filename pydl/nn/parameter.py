@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 from ..creation import _to_array
-from ..tensor import Tensor
+from ..tensor import Tensor, is_floating_dtype
 
 __all__ = ["Parameter", "Buffer"]
 
@@ -36,7 +36,7 @@ class Parameter(Tensor):
             array = data.data
         else:
             array = _to_array(data)
-        self._init(array, requires_grad and array.dtype.kind == "f")
+        self._init(array, requires_grad and is_floating_dtype(array.dtype))
 
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()

@@ -9,6 +9,14 @@ The update itself is a fused, multi-tensor kernel of the backend (``sgd_step``,
 ``adam_step``... in ``pydl.backend.protocol``): a subclass collects a group's parameters that have
 gradients, buckets them by device and dtype, and calls the kernel once per bucket with lists
 of arrays, updating them in place.
+
+Low-precision parameters (float16, bfloat16) get float32 master weights: the state holds a
+float32 copy ``master_param`` and float32 moments, the kernel steps the float32 copy with
+the gradient widened to float32, and the parameter receives the rounded result (both copies
+written every step). The master copy is in ``state_dict()``, so a checkpoint resumes exactly;
+a parameter changed outside the optimizer (``load_state_dict`` on the model, an in-place
+write) is re-read into its master copy at the next step. A low-precision parameter may carry
+a float32 ``.grad`` (``GradScaler.unscale_`` leaves one, so small gradients do not underflow).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import numpy as np
 
 from ..autograd import enable_grad, no_grad
 from ..backend import backend_of, device_of, optimizer_step_hooks
-from ..tensor import Tensor, dtype_name
+from ..tensor import LOW_PRECISION, Tensor, dtype_name, float32
 
 __all__ = ["Optimizer", "required"]
 
@@ -200,7 +208,8 @@ class Optimizer:
                     f"{type(self).__name__}: gradient of shape {tuple(g.data.shape)} does not "
                     f"match its parameter of shape {tuple(p.data.shape)}"
                 )
-            if g.data.dtype != p.data.dtype:
+            if g.data.dtype != p.data.dtype and not (
+                    g.data.dtype == float32 and p.data.dtype in LOW_PRECISION):
                 raise RuntimeError(
                     f"{type(self).__name__}: gradient of dtype {dtype_name(g.data.dtype)} does "
                     f"not match its parameter of dtype {dtype_name(p.data.dtype)}"
@@ -215,9 +224,23 @@ class Optimizer:
 
     @staticmethod
     def _zeros(p: Tensor, fill: float = 0.0):
-        """A new C-contiguous state array shaped like parameter ``p``, on its device."""
+        """A new C-contiguous state array shaped like parameter ``p``, on its device (float32
+        for a low-precision parameter)."""
         xp = backend_of(p.data).xp
-        return xp.full(p.data.shape, fill, dtype=p.data.dtype)
+        return xp.full(p.data.shape, fill, dtype=_state_dtype(p.data.dtype))
+
+    def _master(self, p: Tensor):
+        """The float32 master copy of low-precision parameter ``p`` (made or re-read from
+        ``p`` when the optimizer did not write ``p`` last)."""
+        state = self.state[p]
+        master = state.get("master_param")
+        seen = getattr(self, "_master_versions", None)
+        if seen is None:
+            seen = self._master_versions = {}
+        known = seen.get(id(p))
+        if master is None or (known is not None and known != p._version[0]):
+            master = state["master_param"] = p.data.astype(float32)
+        return master
 
     @staticmethod
     def _buckets(entries) -> dict:
@@ -235,14 +258,20 @@ class Optimizer:
         """
         backend = backend_of(params[0].data)
         arrays, writeback = [], []
+        low = params[0].data.dtype in LOW_PRECISION
         for p in params:
             a = p.data
-            if not a.flags.c_contiguous:  # kernels update contiguous memory in place
+            if low:  # step the float32 master copy, then round it into the parameter
+                master = self._master(p)
+                writeback.append((a, master))
+                a = master
+            elif not a.flags.c_contiguous:  # kernels update contiguous memory in place
                 c = a.copy(order="C")
                 writeback.append((a, c))
                 a = c
             arrays.append(a)
-        grads = [_contiguous(p.grad.data) for p in params]
+        grads = [_contiguous(p.grad.data.astype(float32, copy=False) if low else p.grad.data)
+                 for p in params]
         states = [
             None if key is None else [self.state[p][key] for p in params] for key in state_keys
         ]
@@ -251,6 +280,8 @@ class Optimizer:
             dst[...] = src
         for p in params:
             p._bump()  # autograd sees that the parameter changed
+            if low:
+                self._master_versions[id(p)] = p._version[0]
 
     # -- saving and loading ---------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -323,6 +354,7 @@ class Optimizer:
             groups.append(new)
         self.state = state
         self.param_groups = groups
+        self._master_versions = {}  # the loaded master copies are the truth, not the params
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
@@ -397,11 +429,18 @@ def _import(value, p: Tensor, index, name):
             f"parameter has shape {tuple(p.data.shape)}"
         )
     t = Tensor._make(array)
-    if array.dtype.kind == "f":
-        t = t.to(dtype=p.dtype)
+    if t.is_floating_point():
+        t = t.to(dtype=_state_dtype(p.dtype))
     t = t.to(device=p.device)
     # np.dtype(char) is NumPy's canonical dtype object: an unpickled array carries an equal but
     # distinct one, which the C++ kernels (comparing dtypes by identity) would not take
-    out = backend_of(t.data).xp.empty(t.data.shape, dtype=np.dtype(t.data.dtype.char))
+    dtype = t.data.dtype if t.data.dtype in LOW_PRECISION else np.dtype(t.data.dtype.char)
+    out = backend_of(t.data).xp.empty(t.data.shape, dtype=dtype)
     out[...] = t.data
     return out
+
+
+def _state_dtype(dtype):
+    """The dtype of optimizer state for a parameter of ``dtype``: float32 for float16 and
+    bfloat16 (master weights), else the parameter's own."""
+    return float32 if dtype in LOW_PRECISION else dtype

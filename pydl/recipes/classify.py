@@ -88,12 +88,15 @@ def run(args) -> dict:
         optimizer = pydl.optim.Adam(model.parameters(), lr=args.lr)
         loss = nn.CrossEntropyLoss()
     augment = _augmentation(args.model, args.dataset, args.seed)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"],
+                  mixed_precision=getattr(args, "precision", "fp32"))
     model.scheduler = pydl.optim.lr_scheduler.CosineAnnealingLR(model.optimizer, T_max=args.epochs)
     workers = getattr(args, "workers", 0) or 0
     print(f"pydl train: {args.model} on {args.dataset} ({len(x_tr)} train / {len(x_te)} test), "
           f"{args.epochs} epochs, batch {args.batch_size}, {type(optimizer).__name__} lr {args.lr}"
-          f"{', augmented' if augment else ''}, {workers} loader workers, device {model.device}")
+          f"{', augmented' if augment else ''}, {workers} loader workers, device {model.device}"
+          + (f", precision {args.precision}"
+             if getattr(args, "precision", "fp32") != "fp32" else ""))
     fit_args = {"epochs": args.epochs, "validation_data": (x_te, y_te),
                 "verbose": 0 if args.quiet else 1}
     start = time.perf_counter()

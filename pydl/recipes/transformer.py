@@ -255,7 +255,8 @@ def run_classifier(args) -> dict:
     model = Model(net)
     model.to(args.device)
     model.compile(optimizer=pydl.optim.AdamW(net.parameters(), lr=args.lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  mixed_precision=getattr(args, "precision", "fp32"))
     model.scheduler = pydl.optim.lr_scheduler.CosineAnnealingLR(model.optimizer,
                                                                 T_max=args.epochs)
     print(f"pydl train: transformer on {args.dataset} ({len(x_tr)} train / {len(x_te)} test "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tensor import Tensor
+from ..tensor import Tensor, bfloat16
 
 
 def _host(x):
@@ -140,6 +140,11 @@ def assert_close(actual, expected, rtol=None, atol=None, msg=""):
     a, e = _host(actual), _host(expected)
     if a.shape != e.shape:
         raise AssertionError(f"{msg}shapes differ: {a.shape} vs {e.shape}")
+    bf16 = bfloat16 in (a.dtype, e.dtype)  # compared in float32, with bfloat16's tolerance
+    a, e = (x.astype(np.float32) if x.dtype == bfloat16 else x for x in (a, e))
+    if (rtol is None or atol is None) and bf16:
+        rtol = 1e-2 if rtol is None else rtol
+        atol = 1e-2 if atol is None else atol
     if rtol is None or atol is None:
         dt = np.result_type(a.dtype, e.dtype) if a.dtype.kind == e.dtype.kind == "f" else None
         lo = a.dtype if a.dtype.kind == "f" else dt

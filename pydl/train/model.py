@@ -10,9 +10,11 @@ pydl's classification losses take *logits* (no softmax layer at the end), as PyT
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
-from .. import nn, optim
+from .. import amp, nn, optim
 from ..autograd import no_grad
 from ..backend import as_device
 from ..creation import get_rng_state, set_rng_state
@@ -20,7 +22,7 @@ from ..creation import tensor as _tensor
 from ..data import DataLoader, TensorDataset
 from ..distributed import is_main_process
 from ..nn import functional as F
-from ..tensor import Tensor
+from ..tensor import LOW_PRECISION, Tensor, bfloat16, float16
 from . import callbacks as cb
 from .history import History
 from .metrics import get_metric
@@ -152,6 +154,8 @@ class Model:
         self.history = None
         self._rng = np.random.default_rng(0)  # shuffling; saved in training checkpoints
         self._parallel = self._fit_parallel = None  # data-parallel state under a launcher
+        self.mixed_precision = None  # the autocast dtype compile(mixed_precision=...) chose
+        self.scaler = None  # its GradScaler (float16 only)
 
     # the module's interface, so a Model can be used where a module is expected
     def __call__(self, *args, **kwargs):
@@ -187,14 +191,30 @@ class Model:
 
     # -- Keras interface --------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="sparse_categorical_crossentropy", metrics=(),
-                lr=None, scheduler=None):
-        """Choose the optimizer, loss and metrics (names or objects)."""
+                lr=None, scheduler=None, mixed_precision=None):
+        """Choose the optimizer, loss and metrics (names or objects).
+
+        ``mixed_precision``: ``"bf16"`` (Keras: ``"mixed_bfloat16"``) or ``"fp16"``
+        (``"mixed_float16"``) runs forward and loss under ``pydl.autocast`` in that dtype, the
+        weights staying float32; fp16 also scales the loss with a ``pydl.amp.GradScaler``
+        (kept in ``model.scaler`` and in training checkpoints). ``None``/``"fp32"``/
+        ``"float32"``: full precision (docs/mixed_precision.md).
+        """
+        self.mixed_precision = _precision(mixed_precision)
+        self.scaler = amp.GradScaler(self.device.type) if self.mixed_precision == float16 \
+            else None
         self.optimizer = get_optimizer(optimizer, self.module.parameters(), lr)
         self.loss_fn = get_loss(loss)
         self.loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "loss")
         self.metrics = [get_metric(m) for m in (metrics or ())]
         self.scheduler = scheduler
         return self
+
+    def _autocast(self):
+        """The autocast region forward and loss run in (a no-op at full precision)."""
+        if self.mixed_precision is None:
+            return contextlib.nullcontext()
+        return amp.autocast(self.device.type, dtype=self.mixed_precision)
 
     def _require_compiled(self):
         if self.optimizer is None or self.loss_fn is None:
@@ -289,17 +309,23 @@ class Model:
         for i, (xb, yb) in enumerate(loader):
             if augment is not None:
                 xb = _tensor(augment(_host(xb)), device=self.device)
-            out = net(xb)
-            loss = self.loss_fn(out, yb)
+            with self._autocast():
+                out = net(xb)
+                loss = self.loss_fn(out, yb)
             self.optimizer.zero_grad()
-            loss.backward()
-            self.optimizer.step()
+            if self.scaler is None:
+                loss.backward()
+                self.optimizer.step()
+            else:
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             value = loss.item()
             n = len(xb)
             total += value * n
             count += n
             if self.metrics:
-                preds.append(_host(out.detach()))
+                preds.append(_host(_full(out.detach())))
                 targets.append(_host(yb))
             for c in callbacks:
                 c.on_batch_end(i, {"loss": value, "size": n})
@@ -325,10 +351,11 @@ class Model:
         total, count, preds, targets = 0.0, 0, [], []
         with no_grad():
             for xb, yb in loader:
-                out = self.module(xb)
-                total += self.loss_fn(out, yb).item() * len(xb)
+                with self._autocast():
+                    out = self.module(xb)
+                    total += self.loss_fn(out, yb).item() * len(xb)
                 count += len(xb)
-                preds.append(_host(out))
+                preds.append(_host(_full(out)))
                 targets.append(_host(yb))
         logs = {"loss": total / max(count, 1)}
         logs.update(self._metric_logs(preds, targets))
@@ -344,7 +371,8 @@ class Model:
         with no_grad():
             for start in range(0, len(xs), batch_size):
                 xb = _tensor(xs[start:start + batch_size], device=self.device)
-                outs.append(_host(self.module(xb)))
+                with self._autocast():
+                    outs.append(_host(_full(self.module(xb))))
         return np.concatenate(outs) if outs else np.zeros((0,))
 
     # -- saving -----------------------------------------------------------------------------
@@ -385,6 +413,8 @@ class Model:
                     "shuffle": _jsonable_rng(self._rng.bit_generator.state)},
             "history": self.history.history if self.history is not None else {},
         }
+        if self.scaler is not None:
+            state["grad_scaler"] = self.scaler.state_dict()
         save(state, path)
 
     def load_checkpoint(self, path, callbacks=()):
@@ -415,8 +445,31 @@ class Model:
         hist = state["history"]
         for i in range(len(next(iter(hist.values()), []))):
             self.history.append(i, {k: v[i] for k, v in hist.items()})
+        if self.scaler is not None and "grad_scaler" in state:
+            self.scaler.load_state_dict(state["grad_scaler"])
         self.epoch = state["epoch"]
         return self.epoch
+
+
+_PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": bfloat16,
+               "bfloat16": bfloat16, "mixed_bfloat16": bfloat16, "fp16": float16,
+               "float16": float16, "mixed_float16": float16}
+
+
+def _precision(name):
+    """The autocast dtype of a ``mixed_precision`` name (None: full precision)."""
+    if name in LOW_PRECISION:
+        return name
+    key = name.lower() if isinstance(name, str) else name
+    if key not in _PRECISIONS:
+        raise ValueError(f"compile: mixed_precision must be 'bf16', 'fp16', 'fp32' or None "
+                         f"(or Keras's 'mixed_bfloat16' / 'mixed_float16'), got {name!r}")
+    return _PRECISIONS[key]
+
+
+def _full(t: Tensor) -> Tensor:
+    """Outputs handed to metrics and predict() in float32 when autocast left them narrower."""
+    return t.float() if t.dtype in LOW_PRECISION else t
 
 
 def _require_file(path, what: str) -> None:

@@ -2,7 +2,9 @@
 
 Every kernel here is the plain NumPy statement of what the protocol entry computes. The C++
 versions (``ext.py``) and the CUDA versions (``pydl.backend.cuda``) are tested against these.
-Each kernel computes in its input's dtype (float32 or float64) and accepts empty arrays.
+Each kernel computes in its input's dtype (float32 or float64) and accepts empty arrays;
+float16 and bfloat16 inputs are widened to float32, computed, and the results rounded back
+once (float32 accumulation, as the CUDA kernels do; ``backend/low_precision.py``).
 
 Convolution and pooling share one idea: pad the input, then take a strided *view* of shape
 (N, C, kH, kW, Ho, Wo) whose element [n, c, i, j, p, q] is the padded input at row
@@ -16,6 +18,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ...functions._special import erf as special_erf
+from .. import protocol
+from ..low_precision import wrap_kernels
 from ..protocol import conv_output_size
 
 
@@ -493,3 +497,8 @@ def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, 
         s = state_sums[i]
         s += g * g
         p -= clr * g / (np.sqrt(s) + eps)
+
+
+# ----------------------------------------------------------------------------- low precision
+# float16 / bfloat16 inputs: widened to float32, results rounded back (backend/low_precision.py)
+wrap_kernels(globals(), protocol.KERNELS)

@@ -2,9 +2,10 @@
 in ``csrc/cuda`` and compiled at run time by NVRTC.
 
 One module per kernel family, each declaring its ``.cu`` file (``SOURCE``) and the template
-instances it launches (``instances()``): ``gemm`` (matmul.cu), ``conv`` (conv2d.cu), ``pool``,
-``softmax``, ``activation``, ``rnn``, ``optim``. This package exports every protocol kernel
-from the family that defines it (``FAMILIES``). ``runtime`` compiles, caches and launches
+instances it launches (``instances()``): ``gemm`` (matmul.cu), ``gemm_half``
+(matmul_half.cu), ``conv`` (conv2d.cu), ``pool``, ``softmax``, ``activation``, ``rnn``,
+``optim``. This package exports every protocol kernel from the family that defines it
+(``FAMILIES``). ``runtime`` compiles, caches and launches
 them and holds devices, random numbers and the switches; ``graph`` records CUDA graphs.
 No protocol kernel calls cuBLAS or cuDNN; CuPy is used for allocation and small glue (casts,
 split-K sums, table uploads).
@@ -21,7 +22,8 @@ Switches (also reachable as ``pydl.cuda.*``):
 from __future__ import annotations
 
 from .. import protocol
-from . import activation, conv, gemm, graph, optim, pool, rnn, runtime, softmax
+from ..low_precision import wrap_kernels
+from . import activation, conv, gemm, gemm_half, graph, optim, pool, rnn, runtime, softmax
 from .gemm import GEMM_CONFIGS, TF32_TILE
 from .runtime import (
     CTYPES,
@@ -55,7 +57,7 @@ name = "cuda"
 xp = cupy
 
 #: the kernel family modules, each with its SOURCE file, instances() and protocol kernels
-FAMILIES = (gemm, conv, pool, softmax, activation, rnn, optim)
+FAMILIES = (gemm, gemm_half, conv, pool, softmax, activation, rnn, optim)
 KERNEL_FILES = tuple(family.SOURCE for family in FAMILIES)
 
 
@@ -74,6 +76,9 @@ def _kernels_of_families() -> dict:
 # Export each protocol kernel from its family module (matmul from gemm.py, ...), once at
 # import: a new kernel needs no line here.
 globals().update(_kernels_of_families())
+# float16 / bfloat16 inputs of the kernels without a low-precision version (all but matmul,
+# which has tensor-core kernels in matmul_half.cu) compute in float32 (backend/low_precision.py)
+wrap_kernels(globals(), [k for k in protocol.KERNELS if k != "matmul"])
 
 
 def instances() -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from itertools import product
 
 import numpy as np
 
+from . import gemm_half
 from . import runtime as rt
 
 SOURCE = "matmul.cu"
@@ -108,13 +109,17 @@ def _op_shape(a, trans):
 @rt.on_device
 def matmul(a, b, trans_a=False, trans_b=False):
     """op(a) @ op(b) for 2-D or equally batched 3-D arrays (protocol ``matmul``)."""
-    ctype = rt.float_pair("matmul", a, b)
     sa, sb = _op_shape(a, trans_a), _op_shape(b, trans_b)
     if a.ndim != b.ndim or a.ndim not in (2, 3) or sa[-1] != sb[-2] or sa[:-2] != sb[:-2]:
         raise ValueError(f"matmul: shapes {tuple(sa)} and {tuple(sb)} cannot be multiplied")
     if rt._settings["matmul_backend"] == "cupy":
         return rt.xp.matmul(a.swapaxes(-1, -2) if trans_a else a,
                             b.swapaxes(-1, -2) if trans_b else b)
+    if a.dtype in gemm_half.FORMATS:  # float16 / bfloat16: tensor cores (gemm_half.py)
+        out = gemm_half.matmul_low(a, b, trans_a, trans_b, sa[-2], sb[-1], sa[-1],
+                                   a.shape[0] if a.ndim == 3 else 1)
+        return out if a.ndim == 3 else out.reshape(sa[-2], sb[-1])
+    ctype = rt.float_pair("matmul", a, b)
     m, k, n = sa[-2], sa[-1], sb[-1]
     batch = a.shape[0] if a.ndim == 3 else 1
     out = rt.empty((batch, m, n), a.dtype)

@@ -1,0 +1,50 @@
+"""float16 / bfloat16 inputs for kernels that compute in float32, on every backend.
+
+``float32_compute(kernel)`` wraps a protocol kernel: float16 and bfloat16 array arguments are
+widened to float32, the kernel runs, and its float32 results come back in the (first)
+low-precision input's dtype, rounded once. That is float32 accumulation, the numerics of the
+tensor-core kernels, for every kernel without a low-precision version of its own (the CPU's,
+and the CUDA ones other than ``matmul``). Optimizer steps update their arguments in place and
+are never wrapped: optimizers hand them float32 master copies (pydl/optim/optimizer.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import ml_dtypes
+import numpy as np
+
+LOW_PRECISION = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
+FLOAT32 = np.dtype(np.float32)
+
+
+def _is_low(a) -> bool:
+    return getattr(a, "dtype", None) in LOW_PRECISION and hasattr(a, "astype")
+
+
+def float32_compute(kernel):
+    """``kernel`` made to take float16/bfloat16 arrays (see the module docstring)."""
+
+    @functools.wraps(kernel)
+    def run(*args, **kwargs):
+        low = next((a.dtype for a in args if _is_low(a)), None)
+        if low is None:
+            return kernel(*args, **kwargs)
+        out = kernel(*[a.astype(FLOAT32) if _is_low(a) else a for a in args], **kwargs)
+        if isinstance(out, tuple):
+            return tuple(_narrow(o, low) for o in out)
+        return _narrow(out, low)
+
+    return run
+
+
+def _narrow(out, low):
+    return out.astype(low) if getattr(out, "dtype", None) == FLOAT32 else out
+
+
+def wrap_kernels(namespace: dict, names) -> None:
+    """Wrap every kernel of ``names`` in ``namespace`` that is not an in-place optimizer step."""
+    for name in names:
+        if not name.endswith("_step") and name in namespace:
+            namespace[name] = float32_compute(namespace[name])
