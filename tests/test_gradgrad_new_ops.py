@@ -91,7 +91,8 @@ def test_composed_3d_ops_have_second_derivatives(device):
         lambda x, w: F.avg_pool3d(x, 3, 1, 1) * w.sum(),
     )
     for fn in cases:
-        assert gradgradcheck(lambda x, w: fn(x, w) ** 2, (leaf(x_np, device), leaf(w_np, device)))
+        assert gradgradcheck(lambda x, w, fn=fn: fn(x, w) ** 2,
+                             (leaf(x_np, device), leaf(w_np, device)))
     x, w = leaf(x_np, device), leaf(w_np, device)
     (gx,) = pydl.autograd.grad((F.conv3d(x, w, padding=1) ** 2).sum(), [x], create_graph=True)
     (hw,) = pydl.autograd.grad((gx ** 2).sum(), [w])
