@@ -179,6 +179,8 @@ CONV_CASES = [  # N, C, H, W, O, kH, kW, stride, padding, dilation, groups
     (4, 3, 20, 20, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     (1, 128, 16, 16, 127, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # 128-wide tiles, both VEC_A
     (1, 127, 16, 16, 128, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    # backward weight on 128-wide tiles with O and C*kH*kW just past a tile (rows clamped)
+    (2, 15, 9, 9, 129, 3, 3, (1, 1), (1, 1), (1, 1), 1),
 ]
 
 
@@ -305,6 +307,28 @@ def test_softmax_family(dev, dtype, shape, kind):
     assert_close(dev.get(gx), want_gx, dtype, reduction=shape[-1])
 
 
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("cols", [5, 32, 300, 1000, 9000], ids=str)
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+def test_softmax_family_special_values(dev, dtype, cols, kind):
+    """-inf (masked) and NaN logits and all -inf rows: the register variants sum exp over
+    their padding columns untested (they hold -inf), and the online (max, sum) of wide rows
+    must skip a -inf that comes before any finite value in a lane (it gave NaN rows)."""
+    rng = np.random.default_rng(cols)
+    x = rng.standard_normal((6, cols)).astype(dtype)
+    x[0, ::3] = -np.inf  # some -inf, the first column among them
+    x[1, :] = -np.inf  # all -inf: NaN in the reference
+    x[2, : cols // 2] = -np.inf  # every lane starts at -inf
+    x[3, -1] = np.nan
+    x[4, :-1] = -np.inf  # one finite value
+    y = dev.get(getattr(backend, f"{kind}_forward")(dev.put(x)))
+    want = getattr(ref, f"{kind}_forward")(x.astype(F64))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(y[fin].astype(F64), want[fin], rtol=TOL[dtype], atol=TOL[dtype])
+
+
 def test_softmax_non_contiguous(dev):
     rng = np.random.default_rng(11)
     big = _rand(rng, (6, 40), F32)
@@ -338,6 +362,21 @@ def test_cross_entropy(dev, dtype, nc, weighted, eps):
     want_gl = ref.cross_entropy_backward(g.astype(F64), logits.astype(F64), lse_in.astype(F64),
                                          target, w64, -100, eps)
     assert_close(dev.get(gl), want_gl, dtype, reduction=c)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("c", [10, 700], ids=str)
+def test_cross_entropy_masked_logits(dev, dtype, c):
+    """-inf logits (masked classes) in every lane's first columns: a finite loss."""
+    rng = np.random.default_rng(c)
+    logits = rng.standard_normal((4, c)).astype(dtype)
+    logits[:, : c // 2] = -np.inf
+    target = rng.integers(c // 2, c, size=4).astype(np.int64)
+    loss, lse = backend.cross_entropy_forward(dev.put(logits), dev.put(target), None, -100, 0.0)
+    want_loss, want_lse = ref.cross_entropy_forward(logits.astype(F64), target, None, -100, 0.0)
+    assert np.isfinite(want_loss).all()
+    assert_close(dev.get(loss), want_loss, dtype, reduction=c)
+    assert_close(dev.get(lse), want_lse, dtype, reduction=c)
 
 
 @pytest.mark.parametrize("bad", [10, -1, 12345])

@@ -51,7 +51,7 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ i64 lmin(i64 a, i64 b) { return a < b ? a : b; }
 
 // A 1-D grid-stride loop: i runs over [0, n) across every thread of the grid.
-#define PYDL_GRID_STRIDE(i, n) \
+#define PYDL_GRID_STRIDE(i, n) _Pragma("unroll 1") \
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // --------------------------------------------------------------------------- reductions
@@ -88,11 +88,13 @@ template <class Op, int THREADS, typename T> __device__ __forceinline__ T group_
 }
 
 // Online softmax state: running max m and sum s of exp(x - m).
+// A -inf adds nothing, also while m is still -inf (where exp(x - m) would be NaN and spoil
+// the whole row, e.g. a masked logit in a lane's first column).
 template <typename T> __device__ __forceinline__ void ms_add(T& m, T& s, T x) {
     if (x > m) {
         s = s * d_exp(m - x) + T(1);  // exp(-inf) = 0 covers the first element
         m = x;
-    } else {
+    } else if (x != neg_inf<T>()) {
         s += d_exp(x - m);  // x NaN -> s NaN, which is what the reference gives
     }
 }

@@ -24,6 +24,11 @@
 
 namespace pydl {
 
+// Unroll factor of the column loops that call exp: float64 exp is a long polynomial, and
+// unrolling it (plus the float64 division's out-of-line slow path elsewhere in the kernel)
+// made ptxas spill 4-48 bytes; float keeps ptxas's usual 4.
+#define PYDL_ROW_UNROLL(T) (sizeof(T) == 8 ? 1 : 4)
+
 enum { SOFTMAX_FWD = 0, LOG_SOFTMAX_FWD = 1, SOFTMAX_BWD = 2, LOG_SOFTMAX_BWD = 3 };
 
 // Row index of this thread's group (rows beyond the end return before any barrier: a whole
@@ -59,11 +64,13 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
 #pragma unroll
             for (int i = 0; i < VPT; ++i) m = d_max(m, va[i]);
             m = group_reduce<MaxOp, THREADS>(m, red[0]);
+            // Columns past the end hold -inf, so exp gives 0 there without a test (or NaN
+            // when m is -inf, and then every real column is NaN too, as in the reference);
+            // fewer predicates to keep live across the reduction.
             T s = T(0);
 #pragma unroll
             for (int i = 0; i < VPT; ++i) {
-                const int c = i * THREADS + lane;
-                vb[i] = c < cols ? d_exp(va[i] - m) : T(0);
+                vb[i] = d_exp(va[i] - m);
                 s += vb[i];
             }
             s = group_reduce<SumOp, THREADS>(s, red[1]);
@@ -87,9 +94,11 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
         }
     } else if (FWD) {
         T m = neg_inf<T>(), s = T(0);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) ms_add(m, s, a[c]);
         group_reduce_ms<THREADS>(m, s, red[0], red[1]);
         const T ls = d_log(s);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
             const T x = a[c];
             out[c] = OP == SOFTMAX_FWD ? d_exp(x - m) / s : (x - m) - ls;
@@ -98,6 +107,7 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
         T s = T(0);
         for (int c = lane; c < cols; c += THREADS) s += OP == SOFTMAX_BWD ? a[c] * b[c] : a[c];
         s = group_reduce<SumOp, THREADS>(s, red[0]);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
             const T g = a[c], y = b[c];
             out[c] = OP == SOFTMAX_BWD ? y * (g - s) : g - d_exp(y) * s;
@@ -149,6 +159,7 @@ cross_entropy_forward_kernel(const T* __restrict__ logits, const i64* __restrict
     const bool smooth = eps != T(0);
     const T x0 = C > 0 ? x[0] : T(0);
     T m = neg_inf<T>(), s = T(0), sw = T(0), swx = T(0);
+#pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
         const T v = x[c];
         ms_add(m, s, v);
@@ -205,6 +216,7 @@ cross_entropy_backward_kernel(const T* __restrict__ grad_loss, const T* __restri
     const T e = eps / T(C);
     const T S = (T(1) - eps) * wt + e * sw;
     const T hit = (T(1) - eps) * wt;
+#pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
         T v = d_exp(x[c] - L) * S - e * (weight ? weight[c] : T(1));
         if (c == t) v -= hit;
