@@ -51,7 +51,7 @@ __device__ __forceinline__ int imax(int a, int b) { return a > b ? a : b; }
 __device__ __forceinline__ i64 lmin(i64 a, i64 b) { return a < b ? a : b; }
 
 // A 1-D grid-stride loop: i runs over [0, n) across every thread of the grid.
-#define PYDL_GRID_STRIDE(i, n) _Pragma("unroll 1") \
+#define PYDL_GRID_STRIDE(i, n) \
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
 
 // --------------------------------------------------------------------------- reductions

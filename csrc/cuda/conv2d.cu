@@ -129,7 +129,7 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
 }
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool VEC_A>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                       const int4* __restrict__ ktab, int batch, int C, int H, int W, int Cg,
                       int O, int Ho, int Wo, int Og, int K, int sh, int sw, int ph, int pw,
@@ -139,7 +139,7 @@ conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __res
 }
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool VEC_A>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ wt, T* __restrict__ gx,
                             const int4* __restrict__ ktab, int batch, int O, int Ho, int Wo,
                             int Og, int C, int H, int W, int Cg, int K, int sh, int sw, int ph,
@@ -150,7 +150,7 @@ conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ wt, 
 
 // gw (or its split-K workspace, (splits, O, Cg*kH*kW)) = per group Gy (Og x K) * X^T.
 template <typename T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                               T* __restrict__ gw, int batch, int C, int H, int W, int O, int Ho,
                               int Wo, int Og, int Cg, int kH, int kW, int sh, int sw, int ph,

@@ -17,9 +17,11 @@
 #pragma once
 #include "common.cuh"
 
-// Blocks per SM to plan registers for: 8x8 micro-tiles fit two 256-thread blocks in 128
-// registers per thread (no spills at sm_80 / sm_90); smaller tiles need no hint.
-#define PYDL_GEMM_MIN_BLOCKS(TM, TN) ((TM) * (TN) >= 64 ? 2 : 1)
+// Blocks per SM to plan registers for (two 256-thread blocks = 128 registers per thread,
+// 25% occupancy): 8x8 float micro-tiles need the cap to fit two blocks at all; float64 4x4
+// tiles took 112-146 registers (one block, 12.5%) without it and fit 128 without spills.
+// Small float tiles need no hint (72-89 registers).
+#define PYDL_GEMM_MIN_BLOCKS(T, TM, TN) (((TM) * (TN) >= 64 || sizeof(T) == 8) ? 2 : 1)
 
 namespace pydl {
 

@@ -66,7 +66,7 @@ struct MatmulTiles {
 };
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool TA, bool TB, bool VEC>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N,
               int K, i64 lda, i64 ldb, i64 sA, i64 sB, i64 sC, int splits, int k_chunk) {
     constexpr int NT = (BM / TM) * (BN / TN);
