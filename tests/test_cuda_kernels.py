@@ -468,8 +468,23 @@ def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
     _check_optimizer_steps(dev, dtype, which)
 
 
-def _check_optimizer_steps(dev, dtype, which):
-    """Three steps of optimizer ``which`` on the device against the NumPy reference."""
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("which", ["sgd_momentum", "adamw_amsgrad", "rmsprop_centered_momentum",
+                                   "adagrad"])
+def test_optimizer_step_persistent_grid_misaligned(dev, monkeypatch, dtype, which):
+    """Two blocks walk all the chunks (a persistent grid), and the 20000-element tensor's
+    parameter and states sit one element past a 16-byte boundary (the scalar path) while
+    its gradient is aligned."""
+    from pydl.backend.cuda import optim
+
+    monkeypatch.setattr(optim, "_OPT_BLOCKS_PER_SM", 2)
+    monkeypatch.setattr(runtime, "sm_count", lambda: 1)
+    _check_optimizer_steps(dev, dtype, which, misalign=4)
+
+
+def _check_optimizer_steps(dev, dtype, which, misalign=None):
+    """Three steps of optimizer ``which`` on the device against the NumPy reference; with
+    ``misalign`` = k, tensor k's non-gradient lists are views one element into a buffer."""
     name, count, kw = OPTIMIZERS[which]
     rng = np.random.default_rng(len(which))
     host = _opt_lists(rng, dtype, count)
@@ -480,6 +495,10 @@ def _check_optimizer_steps(dev, dtype, which):
     # the last parameter is a transposed (non-contiguous) view, updated through a copy
     devs = [[dev.put(a) for a in lst] for lst in host]
     devs[0][-1] = dev.put(np.ascontiguousarray(host[0][-1].T)).T
+    if misalign is not None:
+        for li, lst in enumerate(host):
+            if li != 1:
+                devs[li][misalign] = dev.put(np.concatenate([[0], lst[misalign]]).astype(dtype))[1:]
     for step in (1, 2, 3):
         grads = [_rand(rng, s, dtype) for s in OPT_SIZES]
         host[1], devs[1] = grads, [dev.put(g) for g in grads]
