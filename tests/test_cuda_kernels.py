@@ -287,7 +287,10 @@ def test_pool_non_contiguous_input(dev):
 # ----------------------------------------------------------------------------- softmax family
 ROW_SHAPES = [(0, 5), (3, 0), (1, 1), (5, 1), (7, 31), (3, 32), (7, 33), (5, 100), (3, 200),
               (2, 500), (2, 1000), (2, 1024), (3, 1025), (2, 4095), (2, 7000), (2, 8193),
-              (2, 3, 17)]
+              (2, 3, 17),
+              # rows <= 32 columns: several rows per warp (groups of 1-32 lanes), last block
+              # partly filled
+              (129, 1), (37, 3), (300, 5), (45, 9), (70, 17), (11, 2)]
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=str)
