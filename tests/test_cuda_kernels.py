@@ -179,6 +179,8 @@ CONV_CASES = [  # N, C, H, W, O, kH, kW, stride, padding, dilation, groups
     (4, 3, 20, 20, 8, 3, 3, (1, 1), (1, 1), (1, 1), 1),
     (1, 128, 16, 16, 127, 3, 3, (1, 1), (1, 1), (1, 1), 1),  # 128-wide tiles, both VEC_A
     (1, 127, 16, 16, 128, 3, 3, (1, 1), (1, 1), (1, 1), 1),
+    # backward weight on 128-wide tiles with O and C*kH*kW just past a tile (rows clamped)
+    (2, 15, 9, 9, 129, 3, 3, (1, 1), (1, 1), (1, 1), 1),
 ]
 
 
@@ -285,7 +287,10 @@ def test_pool_non_contiguous_input(dev):
 # ----------------------------------------------------------------------------- softmax family
 ROW_SHAPES = [(0, 5), (3, 0), (1, 1), (5, 1), (7, 31), (3, 32), (7, 33), (5, 100), (3, 200),
               (2, 500), (2, 1000), (2, 1024), (3, 1025), (2, 4095), (2, 7000), (2, 8193),
-              (2, 3, 17)]
+              (2, 3, 17),
+              # rows <= 32 columns: several rows per warp (groups of 1-32 lanes), last block
+              # partly filled
+              (129, 1), (37, 3), (300, 5), (45, 9), (70, 17), (11, 2)]
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=str)
@@ -303,6 +308,28 @@ def test_softmax_family(dev, dtype, shape, kind):
     gx = bwd(dev.put(gy), dev.put(y_in))
     want_gx = getattr(ref, f"{kind}_backward")(gy.astype(F64), y_in.astype(F64))
     assert_close(dev.get(gx), want_gx, dtype, reduction=shape[-1])
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("cols", [5, 32, 300, 1000, 9000], ids=str)
+@pytest.mark.parametrize("kind", ["softmax", "log_softmax"])
+def test_softmax_family_special_values(dev, dtype, cols, kind):
+    """-inf (masked) and NaN logits and all -inf rows: the register variants sum exp over
+    their padding columns untested (they hold -inf), and the online (max, sum) of wide rows
+    must skip a -inf that comes before any finite value in a lane (it gave NaN rows)."""
+    rng = np.random.default_rng(cols)
+    x = rng.standard_normal((6, cols)).astype(dtype)
+    x[0, ::3] = -np.inf  # some -inf, the first column among them
+    x[1, :] = -np.inf  # all -inf: NaN in the reference
+    x[2, : cols // 2] = -np.inf  # every lane starts at -inf
+    x[3, -1] = np.nan
+    x[4, :-1] = -np.inf  # one finite value
+    y = dev.get(getattr(backend, f"{kind}_forward")(dev.put(x)))
+    want = getattr(ref, f"{kind}_forward")(x.astype(F64))
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(y), np.isinf(want))
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(y[fin].astype(F64), want[fin], rtol=TOL[dtype], atol=TOL[dtype])
 
 
 def test_softmax_non_contiguous(dev):
@@ -338,6 +365,21 @@ def test_cross_entropy(dev, dtype, nc, weighted, eps):
     want_gl = ref.cross_entropy_backward(g.astype(F64), logits.astype(F64), lse_in.astype(F64),
                                          target, w64, -100, eps)
     assert_close(dev.get(gl), want_gl, dtype, reduction=c)
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("c", [10, 700], ids=str)
+def test_cross_entropy_masked_logits(dev, dtype, c):
+    """-inf logits (masked classes) in every lane's first columns: a finite loss."""
+    rng = np.random.default_rng(c)
+    logits = rng.standard_normal((4, c)).astype(dtype)
+    logits[:, : c // 2] = -np.inf
+    target = rng.integers(c // 2, c, size=4).astype(np.int64)
+    loss, lse = backend.cross_entropy_forward(dev.put(logits), dev.put(target), None, -100, 0.0)
+    want_loss, want_lse = ref.cross_entropy_forward(logits.astype(F64), target, None, -100, 0.0)
+    assert np.isfinite(want_loss).all()
+    assert_close(dev.get(loss), want_loss, dtype, reduction=c)
+    assert_close(dev.get(lse), want_lse, dtype, reduction=c)
 
 
 @pytest.mark.parametrize("bad", [10, -1, 12345])
@@ -429,8 +471,23 @@ def test_optimizer_step_scalars_from_device(dev, monkeypatch, dtype, which):
     _check_optimizer_steps(dev, dtype, which)
 
 
-def _check_optimizer_steps(dev, dtype, which):
-    """Three steps of optimizer ``which`` on the device against the NumPy reference."""
+@pytest.mark.parametrize("dtype", [F32, F64], ids=str)
+@pytest.mark.parametrize("which", ["sgd_momentum", "adamw_amsgrad", "rmsprop_centered_momentum",
+                                   "adagrad"])
+def test_optimizer_step_persistent_grid_misaligned(dev, monkeypatch, dtype, which):
+    """Two blocks walk all the chunks (a persistent grid), and the 20000-element tensor's
+    parameter and states sit one element past a 16-byte boundary (the scalar path) while
+    its gradient is aligned."""
+    from pydl.backend.cuda import optim
+
+    monkeypatch.setattr(optim, "_OPT_BLOCKS_PER_SM", 2)
+    monkeypatch.setattr(runtime, "sm_count", lambda: 1)
+    _check_optimizer_steps(dev, dtype, which, misalign=4)
+
+
+def _check_optimizer_steps(dev, dtype, which, misalign=None):
+    """Three steps of optimizer ``which`` on the device against the NumPy reference; with
+    ``misalign`` = k, tensor k's non-gradient lists are views one element into a buffer."""
     name, count, kw = OPTIMIZERS[which]
     rng = np.random.default_rng(len(which))
     host = _opt_lists(rng, dtype, count)
@@ -441,6 +498,10 @@ def _check_optimizer_steps(dev, dtype, which):
     # the last parameter is a transposed (non-contiguous) view, updated through a copy
     devs = [[dev.put(a) for a in lst] for lst in host]
     devs[0][-1] = dev.put(np.ascontiguousarray(host[0][-1].T)).T
+    if misalign is not None:
+        for li, lst in enumerate(host):
+            if li != 1:
+                devs[li][misalign] = dev.put(np.concatenate([[0], lst[misalign]]).astype(dtype))[1:]
     for step in (1, 2, 3):
         grads = [_rand(rng, s, dtype) for s in OPT_SIZES]
         host[1], devs[1] = grads, [dev.put(g) for g in grads]

@@ -40,7 +40,11 @@ template <typename T, bool TANH>
 __global__ void __launch_bounds__(256)
 gelu_backward_kernel(const T* __restrict__ gy, const T* __restrict__ x, const T* __restrict__ cdf,
                      T* __restrict__ gx, i64 n) {
-    PYDL_GRID_STRIDE(i, n) {
+    // the grid-stride loop, unrolled 4 times for float as ptxas does by itself, but not for
+    // float64 (its exp is a long polynomial: unrolled, ptxas spilled 32 bytes)
+    const i64 step = (i64)gridDim.x * blockDim.x;
+#pragma unroll(sizeof(T) == 8 ? 1 : 4)
+    for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += step) {
         const T v = x[i], c = cdf[i];
         T slope;
         if constexpr (TANH)

@@ -88,11 +88,13 @@ template <class Op, int THREADS, typename T> __device__ __forceinline__ T group_
 }
 
 // Online softmax state: running max m and sum s of exp(x - m).
+// A -inf adds nothing, also while m is still -inf (where exp(x - m) would be NaN and spoil
+// the whole row, e.g. a masked logit in a lane's first column).
 template <typename T> __device__ __forceinline__ void ms_add(T& m, T& s, T x) {
     if (x > m) {
         s = s * d_exp(m - x) + T(1);  // exp(-inf) = 0 covers the first element
         m = x;
-    } else {
+    } else if (x != neg_inf<T>()) {
         s += d_exp(x - m);  // x NaN -> s NaN, which is what the reference gives
     }
 }

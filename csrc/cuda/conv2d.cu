@@ -51,7 +51,6 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
     const BlockTile tile = block_tile<BM, BN>(M, ncols, K, splits, k_chunk);
     const int m0 = tile.m0, n0 = tile.n0, group = tile.z, split = tile.split;
     const int k_begin = tile.k_begin, k_end = tile.k_end;
-    A += (i64)group * M * K;
     out += (i64)split * batch * out_C * P;
 
     // The column this thread gathers for B: output pixel (n, oh, ow).
@@ -66,10 +65,12 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
     const int h0 = BACKWARD_DATA ? oh + ph : oh * sh - ph;
     const int w0 = BACKWARD_DATA ? ow + pw : ow * sw - pw;
 
-    TileLoader<T, BM, BK, NT, VEC_A> la;
+    TileLoader<T, BM, BK, NT, VEC_A, false> la;
+    la.begin((i64)group * M * K, K, m0, k_begin, M, k_end);
     T breg[BPER];
-    auto load = [&](int k0) {
-        la.load(A, K, m0, k0, M, k_end);
+    auto load = [&](int k0) {  // called for k_begin, k_begin + BK, ... in order
+        la.load(A, k_end - k0);
+        la.template next<BK>();
 #pragma unroll
         for (int j = 0; j < BPER; ++j) {
             const int k = k0 + brow + j * BSTEP;
@@ -128,7 +129,7 @@ __device__ __forceinline__ void conv2d_gemm(const T* __restrict__ src, const T* 
 }
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool VEC_A>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y,
                       const int4* __restrict__ ktab, int batch, int C, int H, int W, int Cg,
                       int O, int Ho, int Wo, int Og, int K, int sh, int sw, int ph, int pw,
@@ -138,7 +139,7 @@ conv2d_forward_kernel(const T* __restrict__ x, const T* __restrict__ w, T* __res
 }
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool VEC_A>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ wt, T* __restrict__ gx,
                             const int4* __restrict__ ktab, int batch, int O, int Ho, int Wo,
                             int Og, int C, int H, int W, int Cg, int K, int sh, int sw, int ph,
@@ -149,7 +150,7 @@ conv2d_backward_data_kernel(const T* __restrict__ gy, const T* __restrict__ wt, 
 
 // gw (or its split-K workspace, (splits, O, Cg*kH*kW)) = per group Gy (Og x K) * X^T.
 template <typename T, int BM, int BN, int BK, int TM, int TN>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
                               T* __restrict__ gw, int batch, int C, int H, int W, int O, int Ho,
                               int Wo, int Og, int Cg, int kH, int kW, int sh, int sw, int ph,
@@ -172,19 +173,22 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
 
     // Rows this thread loads: output channels (A) and (c, kh, kw) triples (B).
     const int kslot = threadIdx.x % BK, row0 = threadIdx.x / BK;
-    i64 aoff[APER];
+    // Rows past M or N only feed outputs that are never written, so they are clamped to the
+    // last real row (valid memory) instead of masked; offsets are int inside one sample (the
+    // caller checks O*Ho*Wo and C*H*W fit): fewer live registers under the 128 cap.
+    int aoff[APER];
 #pragma unroll
     for (int j = 0; j < APER; ++j) {
-        const int o = m0 + row0 + j * RSTEP;
-        aoff[j] = o < M ? (i64)(group * Og + o) * HoWo : -1;
+        const int o = imin(m0 + row0 + j * RSTEP, M - 1);
+        aoff[j] = (group * Og + o) * HoWo;
     }
     int boff[BPER], bkh[BPER], bkw[BPER];
 #pragma unroll
     for (int j = 0; j < BPER; ++j) {
-        const int q = n0 + row0 + j * RSTEP;
+        const int q = imin(n0 + row0 + j * RSTEP, N - 1);
         const int c = q / KK, r = q - c * KK, kh = r / kW;
         boff[j] = (group * Cg + c) * HW;
-        bkh[j] = q < N ? kh * dh : -(1 << 30);  // an impossible row marks a padding column
+        bkh[j] = kh * dh;
         bkw[j] = (r - kh * kW) * dw;
     }
     // The k this thread loads, as (n, oh, ow); advanced by BK per step.
@@ -200,7 +204,7 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
         const T* xn = x + (i64)n * C * HW;
         const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
 #pragma unroll
-        for (int j = 0; j < APER; ++j) areg[j] = (kv && aoff[j] >= 0) ? gyn[aoff[j]] : T(0);
+        for (int j = 0; j < APER; ++j) areg[j] = kv ? gyn[aoff[j]] : T(0);
 #pragma unroll
         for (int j = 0; j < BPER; ++j) {
             const int ih = ih0 + bkh[j], iw = iw0 + bkw[j];

@@ -17,9 +17,11 @@
 #pragma once
 #include "common.cuh"
 
-// Blocks per SM to plan registers for: 8x8 micro-tiles fit two 256-thread blocks in 128
-// registers per thread (no spills at sm_80 / sm_90); smaller tiles need no hint.
-#define PYDL_GEMM_MIN_BLOCKS(TM, TN) ((TM) * (TN) >= 64 ? 2 : 1)
+// Blocks per SM to plan registers for (two 256-thread blocks = 128 registers per thread,
+// 25% occupancy): 8x8 float micro-tiles need the cap to fit two blocks at all; float64 4x4
+// tiles took 112-146 registers (one block, 12.5%) without it and fit 128 without spills.
+// Small float tiles need no hint (72-89 registers).
+#define PYDL_GEMM_MIN_BLOCKS(T, TM, TN) (((TM) * (TN) >= 64 || sizeof(T) == 8) ? 2 : 1)
 
 namespace pydl {
 
@@ -31,50 +33,81 @@ template <int BM, int TM> __device__ __forceinline__ int micro_index(int i, int 
 // Loads a ROWS x COLS tile whose COLS axis is contiguous in global memory (leading dimension
 // ld) into registers, then stores it into shared memory as [row][col] (TRANSPOSE false) or
 // [col][row] (TRANSPOSE true). Thread t handles the V-wide vectors t, t + NT, t + 2 NT, ...
-// of the tile in row-major order, so consecutive threads read consecutive addresses.
-// With VEC each vector is one 16-byte load; the caller guarantees that ld, the column limit
-// and the base pointer are multiples of the vector width, so a vector is wholly inside or
-// wholly outside the matrix. Out-of-range elements read as zero.
-template <typename T, int ROWS, int COLS, int NT, bool VEC> struct TileLoader {
+// of the tile in row-major order, so consecutive threads read consecutive addresses; as NT
+// is a multiple of the vectors per row, they all sit in one column, RSTEP rows apart.
+// K_ROWS says which axis the K walk advances: rows (K_ROWS) or columns. begin() fixes the
+// tile's position on the other axis once: the thread keeps one pointer, advanced by BK
+// along K per step (next()), and a bit mask of which of its rows/columns are inside the
+// matrix, so the loop holds no per-element addresses and only the K bound is compared per
+// step. With VEC each vector is one 16-byte load; the caller guarantees that ld, the column
+// limit and the base pointer are multiples of the vector width, so a vector is wholly inside
+// or wholly outside the matrix. Out-of-range elements read as zero.
+template <typename T, int ROWS, int COLS, int NT, bool VEC, bool K_ROWS> struct TileLoader {
     static constexpr int V = VEC ? Vec16<T>::N : 1;
     static constexpr int VPR = COLS / V;                 // vectors per tile row
     static constexpr int TOTAL = ROWS * VPR;             // vectors per tile
     static constexpr int PER = (TOTAL + NT - 1) / NT;    // vectors per thread (at most)
     static constexpr bool EXACT = TOTAL % NT == 0;       // else the last round is partial
+    static constexpr int RSTEP = NT / VPR;               // rows between a thread's vectors
     static_assert(COLS % V == 0, "tile width must be a multiple of the vector width");
+    static_assert(NT % VPR == 0 && PER <= 32, "a thread's vectors share one column");
     T reg[PER][V];
+    i64 off;      // the thread's first element in the current step's tile, from the base
+    i64 ld;
+    int kpos;     // the thread's first K offset in the tile; huge when it is off the matrix
+    int nleft;    // !K_ROWS: rows left in the matrix from the thread's first row
 
-    __device__ __forceinline__ void load(const T* __restrict__ g, i64 ld, int row0, int col0,
-                                         int row_end, int col_end) {
+    // the thread's first row and column in the tile (recomputed where used: fewer live
+    // registers across the main loop)
+    __device__ __forceinline__ static int row() { return threadIdx.x / VPR; }
+    __device__ __forceinline__ static int col() { return (threadIdx.x % VPR) * V; }
+
+    // The tile's top-left element is (row0, col0); the matrix ends at row_end, col_end.
+    // Along K only the end matters here (load() gets the rows/columns left each step).
+    __device__ __forceinline__ void begin(i64 base, i64 ld_, int row0, int col0, int row_end,
+                                          int col_end) {
+        ld = ld_;
+        const int r = row(), c = col();
+        off = base + (i64)(row0 + r) * ld + col0 + c;
+        nleft = row_end - row0 - r;
+        kpos = K_ROWS ? (col0 + c < col_end ? r : 1 << 30) : c;
+    }
+
+    // This step's tile; `left` = how many K positions remain from the tile's first (may
+    // be <= 0 on the pipeline's idle last prefetch, which then reads nothing).
+    __device__ __forceinline__ void load(const T* __restrict__ g, int left) {
 #pragma unroll
         for (int j = 0; j < PER; ++j) {
-            const int v = threadIdx.x + j * NT;
-            if (!EXACT && v >= TOTAL) break;
-            const int r = row0 + v / VPR, c = col0 + (v % VPR) * V;
+            if (!EXACT && (int)threadIdx.x + j * NT >= TOTAL) break;
+            const bool ok = K_ROWS ? kpos + j * RSTEP < left : (kpos < left && j * RSTEP < nleft);
+            const T* q = g + off + (i64)(j * RSTEP) * ld;
             if (VEC) {
-                if (r < row_end && c < col_end) {
-                    VecIO<T, V>::load(g + r * ld + c, reg[j]);
+                if (ok) {
+                    VecIO<T, V>::load(q, reg[j]);
                 } else {
 #pragma unroll
                     for (int i = 0; i < V; ++i) reg[j][i] = T(0);
                 }
             } else {
-                reg[j][0] = (r < row_end && c < col_end) ? g[r * ld + c] : T(0);
+                reg[j][0] = ok ? *q : T(0);
             }
         }
     }
 
+    // Move to the next K step of BK.
+    template <int BK> __device__ __forceinline__ void next() { off += K_ROWS ? BK * ld : (i64)BK; }
+
     // CVT is applied to each element on its way into shared memory (TF32 rounding, or none).
     template <bool TRANSPOSE, class CVT> __device__ __forceinline__ void store(T* s, int lds) const {
+        const int r = row(), c = col();
 #pragma unroll
         for (int j = 0; j < PER; ++j) {
-            const int v = threadIdx.x + j * NT;
-            if (!EXACT && v >= TOTAL) break;
-            const int r = v / VPR, c = (v % VPR) * V;
+            if (!EXACT && (int)threadIdx.x + j * NT >= TOTAL) break;
+            const int rr = r + j * RSTEP;
 #pragma unroll
             for (int i = 0; i < V; ++i) {
-                if (TRANSPOSE) s[(c + i) * lds + r] = CVT::apply(reg[j][i]);
-                else s[r * lds + c + i] = CVT::apply(reg[j][i]);
+                if (TRANSPOSE) s[(c + i) * lds + rr] = CVT::apply(reg[j][i]);
+                else s[rr * lds + c + i] = CVT::apply(reg[j][i]);
             }
         }
     }

@@ -34,26 +34,29 @@ namespace pydl {
 // Both matmul kernels use it; batch z of blockIdx.z reads A + z * sA and B + z * sB.
 template <typename T, int BM, int BN, int BK, int NT, bool TA, bool TB, bool VEC>
 struct MatmulTiles {
-    TileLoader<T, TA ? BK : BM, TA ? BM : BK, NT, VEC> la;
-    TileLoader<T, TB ? BN : BK, TB ? BK : BN, NT, VEC> lb;
+    TileLoader<T, TA ? BK : BM, TA ? BM : BK, NT, VEC, TA> la;
+    TileLoader<T, TB ? BN : BK, TB ? BK : BN, NT, VEC, !TB> lb;
     BlockTile tile;
     const T* A;
     const T* B;
-    i64 lda, ldb;
-    int M, N;
 
-    __device__ __forceinline__ MatmulTiles(const T* A_, const T* B_, i64 lda_, i64 ldb_, int M_,
-                                           int N_, int K, i64 sA, i64 sB, int splits, int k_chunk)
-        : tile(block_tile<BM, BN>(M_, N_, K, splits, k_chunk)), lda(lda_), ldb(ldb_), M(M_), N(N_) {
-        A = A_ + tile.z * sA;
-        B = B_ + tile.z * sB;
+    __device__ __forceinline__ MatmulTiles(const T* A_, const T* B_, i64 lda, i64 ldb, int M,
+                                           int N, int K, i64 sA, i64 sB, int splits, int k_chunk)
+        : tile(block_tile<BM, BN>(M, N, K, splits, k_chunk)), A(A_), B(B_) {
+        const int k0 = tile.k_begin, ke = tile.k_end;
+        if (TA) la.begin(tile.z * sA, lda, k0, tile.m0, ke, M);
+        else la.begin(tile.z * sA, lda, tile.m0, k0, M, ke);
+        if (TB) lb.begin(tile.z * sB, ldb, tile.n0, k0, N, ke);
+        else lb.begin(tile.z * sB, ldb, k0, tile.n0, ke, N);
     }
 
+    // The step starting at k0; called for k_begin, k_begin + BK, ... in order.
     __device__ __forceinline__ void load(int k0) {
-        if (TA) la.load(A, lda, k0, tile.m0, tile.k_end, M);
-        else la.load(A, lda, tile.m0, k0, M, tile.k_end);
-        if (TB) lb.load(B, ldb, tile.n0, k0, N, tile.k_end);
-        else lb.load(B, ldb, k0, tile.n0, tile.k_end, N);
+        const int left = tile.k_end - k0;
+        la.load(A, left);
+        lb.load(B, left);
+        la.template next<BK>();
+        lb.template next<BK>();
     }
 
     template <class CVT> __device__ __forceinline__ void store(T* as, int lds_a, T* bs, int lds_b) const {
@@ -63,7 +66,7 @@ struct MatmulTiles {
 };
 
 template <typename T, int BM, int BN, int BK, int TM, int TN, bool TA, bool TB, bool VEC>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(TM, TN))
+__global__ void __launch_bounds__((BM / TM) * (BN / TN), PYDL_GEMM_MIN_BLOCKS(T, TM, TN))
 matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, int M, int N,
               int K, i64 lda, i64 ldb, i64 sA, i64 sB, i64 sC, int splits, int k_chunk) {
     constexpr int NT = (BM / TM) * (BN / TN);

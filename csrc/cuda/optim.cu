@@ -5,9 +5,16 @@
 // One launch updates every tensor of a parameter list. The caller builds two device tables:
 //   ptrs[l * ntensors + j]  address of tensor j of list l (params, grads, states...), 0 if absent
 //   chunks[b], chunks[nchunks + b], chunks[2 * nchunks + b]
-//                           tensor index, first element and length of the chunk of block b
-// Launch: grid = nchunks (one block per chunk of at most CHUNK = 8192 elements of one
-// tensor), 256 threads; thread t updates elements t, t + 256, ... of its block's chunk.
+//                           tensor index, first element and length of chunk b (at most
+//                           CHUNK = 8192 elements of one tensor)
+// Launch: 256 threads per block, any grid (the caller sizes it to the GPU, a few blocks per
+// SM): block x walks chunks x, x + gridDim.x, ... (a persistent grid, so a large model is
+// not a long tail of one-chunk blocks). When every list's chunk address is 16-byte aligned
+// the elements move as 16-byte vectors (float4 / double2: the chunk start is a multiple of
+// the vector width), the remainder and misaligned tensors one element at a time. Thread t
+// handles vectors (or elements) t, t + 256, ... of the chunk. Each optimizer is an element
+// update on registers (x[l] = element of list l; absent lists read as 0 and are not
+// written back); lists in the kernel's WRITE mask are stored back.
 // Hyperparameters arrive already combined on the host (bias corrections, 1 - beta, ...) and
 // cast to T, as NumPy does when it multiplies a T array by a Python float. They come as
 // kernel arguments, or, when `dyn` is not null, from the device array dyn[0..k) in the order
@@ -29,23 +36,64 @@ enum {
     OPT_WEIGHT_DECAY = 128,
 };
 
-// Pointer to tensor j of list l, advanced to this block's chunk, and the chunk length.
-template <typename T> struct Chunk {
-    const i64* ptrs;
-    int ntensors, j;
-    i64 start, n;
-    __device__ __forceinline__ Chunk(const i64* ptrs_, const i64* chunks, int ntensors_, int nchunks)
-        : ptrs(ptrs_), ntensors(ntensors_) {
-        const int b = blockIdx.x;
-        j = (int)chunks[b];
-        start = chunks[nchunks + b];
-        n = chunks[2 * nchunks + b];
+// Runs op(x) for every element of every chunk this block owns; x[l] holds the element of
+// list l (L lists), and lists in WRITE (bit l) are stored back after op.
+template <typename T, int L, unsigned WRITE, class Op>
+__device__ __forceinline__ void multi_tensor(const i64* __restrict__ ptrs,
+                                             const i64* __restrict__ chunks, int ntensors,
+                                             int nchunks, Op&& op) {
+    constexpr int V = Vec16<T>::N;
+    for (int b = blockIdx.x; b < nchunks; b += gridDim.x) {
+        const int j = (int)chunks[b];
+        const i64 start = chunks[nchunks + b], n = chunks[2 * nchunks + b];
+        T* __restrict__ a[L];
+        unsigned long long bits = 0;
+#pragma unroll
+        for (int l = 0; l < L; ++l) {
+            const i64 q = ptrs[l * ntensors + j];
+            a[l] = q ? reinterpret_cast<T*>(q) + start : nullptr;
+            bits |= (unsigned long long)a[l];
+        }
+        i64 done = 0;
+        if ((bits & 15) == 0) {  // every list 16-byte aligned here
+            const i64 nv = n / V;
+            for (i64 v = threadIdx.x; v < nv; v += blockDim.x) {
+                T r[L][V];
+#pragma unroll
+                for (int l = 0; l < L; ++l) {
+                    if (a[l]) {
+                        VecIO<T, V>::load(a[l] + v * V, r[l]);
+                    } else {
+#pragma unroll
+                        for (int e = 0; e < V; ++e) r[l][e] = T(0);
+                    }
+                }
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                    T x[L];
+#pragma unroll
+                    for (int l = 0; l < L; ++l) x[l] = r[l][e];
+                    op(x);
+#pragma unroll
+                    for (int l = 0; l < L; ++l) r[l][e] = x[l];
+                }
+#pragma unroll
+                for (int l = 0; l < L; ++l)
+                    if (((WRITE >> l) & 1u) && a[l]) VecIO<T, V>::store(a[l] + v * V, r[l]);
+            }
+            done = nv * V;
+        }
+        for (i64 i = done + threadIdx.x; i < n; i += blockDim.x) {
+            T x[L];
+#pragma unroll
+            for (int l = 0; l < L; ++l) x[l] = a[l] ? a[l][i] : T(0);
+            op(x);
+#pragma unroll
+            for (int l = 0; l < L; ++l)
+                if (((WRITE >> l) & 1u) && a[l]) a[l][i] = x[l];
+        }
     }
-    __device__ __forceinline__ T* list(int l) const {
-        const i64 p = ptrs[l * ntensors + j];
-        return p ? reinterpret_cast<T*>(p) + start : nullptr;
-    }
-};
+}
 
 // Overwrite the scalar parameters with dyn[0], dyn[1], ... when dyn is given.
 template <typename T, typename... S>
@@ -69,22 +117,18 @@ __global__ void __launch_bounds__(256)
 sgd_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
                 int nchunks, const T* __restrict__ dyn, T lr, T momentum,
                 T one_minus_dampening, T weight_decay, int flags) {
-    const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
     scalars_from(dyn, lr, momentum, one_minus_dampening, weight_decay);
-    T* p = ck.list(0);
-    const T* g = ck.list(1);
-    T* buf = ck.list(2);
-    for (i64 i = threadIdx.x; i < ck.n; i += blockDim.x) {
-        const T pi = p[i];
-        T d = effective_grad(g[i], pi, weight_decay, flags);
+    multi_tensor<T, 3, 0b101>(ptrs, chunks, ntensors, nchunks, [&](T* x) {
+        const T pi = x[0];
+        T d = effective_grad(x[1], pi, weight_decay, flags);
         if (flags & OPT_MOMENTUM) {
             T b = d;
-            if (!(flags & OPT_FIRST_STEP)) b = buf[i] * momentum + one_minus_dampening * d;
-            buf[i] = b;
+            if (!(flags & OPT_FIRST_STEP)) b = x[2] * momentum + one_minus_dampening * d;
+            x[2] = b;
             d = (flags & OPT_NESTEROV) ? d + momentum * b : b;
         }
-        p[i] = pi - lr * d;
-    }
+        x[0] = pi - lr * d;
+    });
 }
 
 // lists: 0 params, 1 grads, 2 exp_avg, 3 exp_avg_sq, 4 max_exp_avg_sq
@@ -94,33 +138,27 @@ adam_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, i
                  int nchunks, const T* __restrict__ dyn, T step_size, T one_minus_beta1,
                  T beta2, T one_minus_beta2, T bias2_sqrt, T eps, T weight_decay,
                  T decay_factor, int flags) {
-    const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
     scalars_from(dyn, step_size, one_minus_beta1, beta2, one_minus_beta2, bias2_sqrt, eps,
                  weight_decay, decay_factor);
-    T* p = ck.list(0);
-    const T* g = ck.list(1);
-    T* m = ck.list(2);
-    T* v = ck.list(3);
-    T* vmax = ck.list(4);
-    for (i64 i = threadIdx.x; i < ck.n; i += blockDim.x) {
-        T pi = p[i], gi = g[i];
+    multi_tensor<T, 5, 0b11101>(ptrs, chunks, ntensors, nchunks, [&](T* x) {
+        T pi = x[0], gi = x[1];
         if (flags & OPT_MAXIMIZE) gi = -gi;
         if (flags & OPT_WEIGHT_DECAY) {
             if (flags & OPT_DECOUPLED) pi = pi * decay_factor;  // decay_factor = 1 - lr * wd
             else gi = gi + weight_decay * pi;
         }
-        const T mi = m[i] + one_minus_beta1 * (gi - m[i]);
-        T vi = v[i] * beta2 + one_minus_beta2 * gi * gi;
-        m[i] = mi;
-        v[i] = vi;
+        const T mi = x[2] + one_minus_beta1 * (gi - x[2]);
+        T vi = x[3] * beta2 + one_minus_beta2 * gi * gi;
+        x[2] = mi;
+        x[3] = vi;
         if (flags & OPT_AMSGRAD) {
-            const T mx = vmax[i];
+            const T mx = x[4];
             vi = mx > vi ? mx : vi;
-            vmax[i] = vi;
+            x[4] = vi;
         }
         const T denom = d_sqrt(vi) / bias2_sqrt + eps;
-        p[i] = pi - step_size * mi / denom;
-    }
+        x[0] = pi - step_size * mi / denom;
+    });
 }
 
 // lists: 0 params, 1 grads, 2 square_avg, 3 momentum_buffer, 4 grad_avg
@@ -129,34 +167,28 @@ __global__ void __launch_bounds__(256)
 rmsprop_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
                     int nchunks, const T* __restrict__ dyn, T lr, T alpha, T one_minus_alpha,
                     T eps, T weight_decay, T momentum, int flags) {
-    const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
     scalars_from(dyn, lr, alpha, one_minus_alpha, eps, weight_decay, momentum);
-    T* p = ck.list(0);
-    const T* g = ck.list(1);
-    T* sq = ck.list(2);
-    T* buf = ck.list(3);
-    T* gavg = ck.list(4);
-    for (i64 i = threadIdx.x; i < ck.n; i += blockDim.x) {
-        const T pi = p[i];
-        const T gi = effective_grad(g[i], pi, weight_decay, flags);
-        const T s = sq[i] * alpha + one_minus_alpha * gi * gi;
-        sq[i] = s;
+    multi_tensor<T, 5, 0b11101>(ptrs, chunks, ntensors, nchunks, [&](T* x) {
+        const T pi = x[0];
+        const T gi = effective_grad(x[1], pi, weight_decay, flags);
+        const T s = x[2] * alpha + one_minus_alpha * gi * gi;
+        x[2] = s;
         T avg;
         if (flags & OPT_CENTERED) {
-            const T ga = gavg[i] + one_minus_alpha * (gi - gavg[i]);
-            gavg[i] = ga;
+            const T ga = x[4] + one_minus_alpha * (gi - x[4]);
+            x[4] = ga;
             avg = d_sqrt(s - ga * ga) + eps;
         } else {
             avg = d_sqrt(s) + eps;
         }
         if (flags & OPT_MOMENTUM) {
-            const T b = buf[i] * momentum + gi / avg;
-            buf[i] = b;
-            p[i] = pi - lr * b;
+            const T b = x[3] * momentum + gi / avg;
+            x[3] = b;
+            x[0] = pi - lr * b;
         } else {
-            p[i] = pi - lr * gi / avg;
+            x[0] = pi - lr * gi / avg;
         }
-    }
+    });
 }
 
 // lists: 0 params, 1 grads, 2 state_sum; clr = lr / (1 + (step - 1) * lr_decay)
@@ -165,18 +197,14 @@ __global__ void __launch_bounds__(256)
 adagrad_step_kernel(const i64* __restrict__ ptrs, const i64* __restrict__ chunks, int ntensors,
                     int nchunks, const T* __restrict__ dyn, T clr, T eps, T weight_decay,
                     int flags) {
-    const Chunk<T> ck(ptrs, chunks, ntensors, nchunks);
     scalars_from(dyn, clr, eps, weight_decay);
-    T* p = ck.list(0);
-    const T* g = ck.list(1);
-    T* ssum = ck.list(2);
-    for (i64 i = threadIdx.x; i < ck.n; i += blockDim.x) {
-        const T pi = p[i];
-        const T gi = effective_grad(g[i], pi, weight_decay, flags);
-        const T s = ssum[i] + gi * gi;
-        ssum[i] = s;
-        p[i] = pi - clr * gi / (d_sqrt(s) + eps);
-    }
+    multi_tensor<T, 3, 0b101>(ptrs, chunks, ntensors, nchunks, [&](T* x) {
+        const T pi = x[0];
+        const T gi = effective_grad(x[1], pi, weight_decay, flags);
+        const T s = x[2] + gi * gi;
+        x[2] = s;
+        x[0] = pi - clr * gi / (d_sqrt(s) + eps);
+    });
 }
 
 }  // namespace pydl

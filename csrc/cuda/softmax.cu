@@ -7,7 +7,9 @@
 //
 // Launch: a group of THREADS threads handles one row. THREADS = 32 (one warp per row, four
 // rows per 128-thread block, grid = ceil(rows / 4)) for narrow rows, THREADS = 512 (one
-// block per row, grid = rows) for wide ones. Thread `lane` of the group handles columns
+// block per row, grid = rows) for wide ones. Exception, the softmax/log-softmax kernels with
+// THREADS = 32 and VPT = 1 (rows of at most 32 columns): groups of G lanes per row, G the
+// power of two >= cols, 4 * 32 / G rows per block (see softmax_rows). Thread `lane` of the group handles columns
 // lane, lane + THREADS, lane + 2 THREADS, ... (coalesced across the group).
 // VPT > 0: the row (at most THREADS * VPT wide) is read once into registers, reduced and
 //   written from registers: one read and one write of memory per element.
@@ -24,6 +26,11 @@
 
 namespace pydl {
 
+// Unroll factor of the column loops that call exp: float64 exp is a long polynomial, and
+// unrolling it (plus the float64 division's out-of-line slow path elsewhere in the kernel)
+// made ptxas spill 4-48 bytes; float keeps ptxas's usual 4.
+#define PYDL_ROW_UNROLL(T) (sizeof(T) == 8 ? 1 : 4)
+
 enum { SOFTMAX_FWD = 0, LOG_SOFTMAX_FWD = 1, SOFTMAX_BWD = 2, LOG_SOFTMAX_BWD = 3 };
 
 // Row index of this thread's group (rows beyond the end return before any barrier: a whole
@@ -33,15 +40,45 @@ template <int THREADS> __device__ __forceinline__ i64 group_row() {
     return (i64)blockIdx.x * RPB + threadIdx.x / THREADS;
 }
 
+// Narrow rows (THREADS 32, VPT 1: at most 32 columns): a warp handles 32 / G rows with
+// G = the power of two >= cols lanes each, instead of one row with most lanes idle. The
+// caller launches ceil(rows / (4 * 32 / G)) blocks of 128 (narrow_rows_per_block).
+__device__ __forceinline__ int narrow_group(int cols) {
+    int g = 1;
+    while (g < cols) g <<= 1;
+    return g;
+}
+
+// Reduce v across aligned groups of g lanes (g a power of two <= 32) of a full warp.
+template <class Op, typename T> __device__ __forceinline__ T subwarp_reduce(T v, int g) {
+    for (int o = g >> 1; o > 0; o >>= 1) v = Op::apply(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
 // OP forward: a = x. OP backward: a = gy, b = y.
 template <typename T, int OP, int THREADS, int VPT>
 __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* __restrict__ b,
                                              T* __restrict__ out, i64 rows, int cols) {
     constexpr bool FWD = OP == SOFTMAX_FWD || OP == LOG_SOFTMAX_FWD;
+    constexpr bool NARROW = THREADS == 32 && VPT == 1;
     __shared__ T red[2][32];
-    const int lane = threadIdx.x % THREADS;
-    const i64 row = group_row<THREADS>();
-    if (row >= rows) return;
+    int lane = threadIdx.x % THREADS, ncols = cols;
+    i64 row;
+    int g = THREADS;
+    if (NARROW) {
+        // every lane of the warp stays for the shuffles: lanes of rows past the end read
+        // and write nothing (ncols = 0)
+        g = narrow_group(cols);
+        lane = threadIdx.x % g;
+        row = ((i64)blockIdx.x * 4 + threadIdx.x / 32) * (32 / g) + (threadIdx.x % 32) / g;
+        if (row >= rows) {
+            ncols = 0;
+            row = 0;
+        }
+    } else {
+        row = group_row<THREADS>();
+        if (row >= rows) return;
+    }
     a += row * cols;
     out += row * cols;
     if (!FWD) b += row * cols;
@@ -51,45 +88,49 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
 #pragma unroll
         for (int i = 0; i < VPT; ++i) {
             const int c = i * THREADS + lane;
-            va[i] = c < cols ? a[c] : (FWD ? neg_inf<T>() : T(0));
-            if (!FWD) vb[i] = c < cols ? b[c] : T(0);
+            va[i] = c < ncols ? a[c] : (FWD ? neg_inf<T>() : T(0));
+            if (!FWD) vb[i] = c < ncols ? b[c] : T(0);
         }
         if (FWD) {
             T m = neg_inf<T>();
 #pragma unroll
             for (int i = 0; i < VPT; ++i) m = d_max(m, va[i]);
-            m = group_reduce<MaxOp, THREADS>(m, red[0]);
+            m = NARROW ? subwarp_reduce<MaxOp>(m, g) : group_reduce<MaxOp, THREADS>(m, red[0]);
+            // Columns past the end hold -inf, so exp gives 0 there without a test (or NaN
+            // when m is -inf, and then every real column is NaN too, as in the reference);
+            // fewer predicates to keep live across the reduction.
             T s = T(0);
 #pragma unroll
             for (int i = 0; i < VPT; ++i) {
-                const int c = i * THREADS + lane;
-                vb[i] = c < cols ? d_exp(va[i] - m) : T(0);
+                vb[i] = d_exp(va[i] - m);
                 s += vb[i];
             }
-            s = group_reduce<SumOp, THREADS>(s, red[1]);
+            s = NARROW ? subwarp_reduce<SumOp>(s, g) : group_reduce<SumOp, THREADS>(s, red[1]);
             const T ls = d_log(s);
 #pragma unroll
             for (int i = 0; i < VPT; ++i) {
                 const int c = i * THREADS + lane;
-                if (c < cols) out[c] = OP == SOFTMAX_FWD ? vb[i] / s : (va[i] - m) - ls;
+                if (c < ncols) out[c] = OP == SOFTMAX_FWD ? vb[i] / s : (va[i] - m) - ls;
             }
         } else {
             T s = T(0);
 #pragma unroll
             for (int i = 0; i < VPT; ++i) s += OP == SOFTMAX_BWD ? va[i] * vb[i] : va[i];
-            s = group_reduce<SumOp, THREADS>(s, red[0]);
+            s = NARROW ? subwarp_reduce<SumOp>(s, g) : group_reduce<SumOp, THREADS>(s, red[0]);
 #pragma unroll
             for (int i = 0; i < VPT; ++i) {
                 const int c = i * THREADS + lane;
-                if (c < cols)
+                if (c < ncols)
                     out[c] = OP == SOFTMAX_BWD ? vb[i] * (va[i] - s) : va[i] - d_exp(vb[i]) * s;
             }
         }
     } else if (FWD) {
         T m = neg_inf<T>(), s = T(0);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) ms_add(m, s, a[c]);
         group_reduce_ms<THREADS>(m, s, red[0], red[1]);
         const T ls = d_log(s);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
             const T x = a[c];
             out[c] = OP == SOFTMAX_FWD ? d_exp(x - m) / s : (x - m) - ls;
@@ -98,6 +139,7 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
         T s = T(0);
         for (int c = lane; c < cols; c += THREADS) s += OP == SOFTMAX_BWD ? a[c] * b[c] : a[c];
         s = group_reduce<SumOp, THREADS>(s, red[0]);
+#pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
             const T g = a[c], y = b[c];
             out[c] = OP == SOFTMAX_BWD ? y * (g - s) : g - d_exp(y) * s;
@@ -149,6 +191,7 @@ cross_entropy_forward_kernel(const T* __restrict__ logits, const i64* __restrict
     const bool smooth = eps != T(0);
     const T x0 = C > 0 ? x[0] : T(0);
     T m = neg_inf<T>(), s = T(0), sw = T(0), swx = T(0);
+#pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
         const T v = x[c];
         ms_add(m, s, v);
@@ -205,6 +248,7 @@ cross_entropy_backward_kernel(const T* __restrict__ grad_loss, const T* __restri
     const T e = eps / T(C);
     const T S = (T(1) - eps) * wt + e * sw;
     const T hit = (T(1) - eps) * wt;
+#pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
         T v = d_exp(x[c] - L) * S - e * (weight ? weight[c] : T(1));
         if (c == t) v -= hit;

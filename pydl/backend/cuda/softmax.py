@@ -1,7 +1,8 @@
 """The softmax family (``csrc/cuda/softmax.cu``): softmax / log-softmax forward and backward
 along the last axis, and cross-entropy fused with log-softmax.
 
-Rows up to 32 * VPT wide get one warp each (4 rows per 128-thread block); wider rows get a
+Rows up to 32 * VPT wide get one warp each (4 rows per 128-thread block), rows of at most 32
+columns a power-of-two group of lanes each (several rows per warp); wider rows get a
 512-thread block; past 512 * 16 columns the block loops over the row twice.
 """
 
@@ -58,8 +59,18 @@ def launch_block(name_expr: str) -> int:
     return _block(int(args[1]))
 
 
-def _row_grid(rows, threads):
-    blocks = -(-rows // 4) if threads == 32 else rows
+def narrow_rows_per_block(cols):
+    """Rows per 128-thread block of the one-value-per-lane row kernels (cols <= 32): a warp
+    splits into groups of the power of two >= cols lanes, one row each."""
+    group = 1
+    while group < cols:
+        group *= 2
+    return 4 * (32 // group)
+
+
+def _row_grid(rows, threads, per_block=None):
+    per_block = per_block or (4 if threads == 32 else 1)
+    blocks = -(-rows // per_block)
     rt.check_i32("softmax", blocks=blocks)
     return blocks, _block(threads)
 
@@ -71,7 +82,8 @@ def _rows(kind, ctype, out, arrays):
         return out
     rt.check_i32(kind, cols=cols)
     threads, vpt = _row_plan(cols)
-    grid, block = _row_grid(rows, threads)
+    grid, block = _row_grid(rows, threads,
+                            narrow_rows_per_block(cols) if (threads, vpt) == (32, 1) else None)
     rt.launch(SOURCE, row_name(kind, ctype, threads, vpt), (grid,), block,
               tuple(arrays) + (out, np.int64(rows), np.int32(cols)))
     return out
