@@ -12,8 +12,9 @@ registers, spill stores/loads, static shared memory, the launch block, the theor
 occupancy and what limits it, the widths of its global loads, and for the GEMM/conv kernels the
 main loop: its length, the share of FFMA/DFMA/HMMA among its instructions, and ``prefetch``:
 the fraction of a K-step's math that issues between the loop's global loads and the next
-shared-memory store (near 0 when ptxas sinks the next tile's loads down to the store, so every
-step waits for memory; near 1 when they issue ahead of the math). ``--out DIR`` writes
+shared-memory store, or for cp.async (LDGSTS) the next wait for it (DEPBAR) (near 0 when
+ptxas sinks the next tile's loads down to the store, so every step waits for memory; near 1
+when they issue ahead of the math). ``--out DIR`` writes
 kernels_sm80.md and kernels_sm90.md (and .json, and a .png when matplotlib is there). Exit
 status 0; 2 when NVRTC or cuobjdump is missing or a file fails to compile. ``nvidia-cuda-
 nvdisasm`` must be installed too (cuobjdump calls it).
@@ -248,16 +249,19 @@ def loop_stats(body) -> dict:
     math = [b in MATH_OPS for b in base]
     steps = max(1, sum(op.startswith("BAR.SYNC") or op == "BAR" for op in ops))
     per_step = sum(math) / steps
-    # for each global load, the math issued before the next shared store (the loop wraps)
+    # for each global load, the math issued before its data is needed (the loop wraps): an
+    # LDG's at the next shared store of the registers it filled, a cp.async's (LDGSTS) at the
+    # next wait for it (DEPBAR.LE; LDGDEPBAR only closes the group and waits for nothing)
     covers = []
     n = len(ops)
     for i, b in enumerate(base):
         if b not in ("LDG", "LDGSTS"):
             continue
+        needed = "STS" if b == "LDG" else "DEPBAR"
         count = 0
         for j in range(1, n):
             k = (i + j) % n
-            if base[k] in ("STS", "LDGDEPBAR"):
+            if base[k] == needed:
                 break
             count += math[k]
         covers.append(count)
@@ -290,7 +294,8 @@ def analyse(nv: Nvrtc, filename: str, arch: str, exprs, objdump: str) -> list[di
         info, insns = ptxas[lowered[e]], funcs.get(lowered[e], [])
         block = ck.launch_block(filename, e)
         occ, limit = occupancy(info["regs"], info["smem"], block, arch)
-        widths = Counter(load_width(op) for _, op, _ in insns if op.startswith("LDG"))
+        widths = Counter(load_width(op) for _, op, _ in insns  # LDG and LDGSTS (cp.async)
+                         if op.startswith("LDG") and not op.startswith("LDGDEPBAR"))
         row = {"kernel": e, "file": filename, "arch": arch, "nvrtc": nv.version, **info,
                "block": block, "occupancy": occ, "occupancy_limit": limit,
                "ldg_bits": {str(k): v for k, v in sorted(widths.items())}}

@@ -9,8 +9,8 @@
 //
 // __shared__ variables become function-local statics: one copy shared by the threads of the
 // running block. Atomics need no locking (threads only switch at barriers). mma.sync and
-// cvt.rna.tf32 are modelled from the fragment layout in the PTX ISA (common.cuh documents
-// it). Compile with -fsanitize=address and preload libasan to catch out-of-bounds accesses.
+// ldmatrix are modelled from the fragment layouts in the PTX ISA (common.cuh documents
+// them); cp.async copies at once. Compile with -fsanitize=address and preload libasan to catch out-of-bounds accesses.
 #pragma once
 #include <math.h>
 #include <stdint.h>
@@ -286,22 +286,46 @@ inline unsigned long long atomicMin(unsigned long long* p, unsigned long long v)
     return old;
 }
 
-// cvt.rna.tf32.f32: keep 10 mantissa bits, round to nearest, ties away from zero.
-inline float pydl_emu_to_tf32(float x) {
-    unsigned u = __float_as_uint(x);
-    if ((u & 0x7f800000u) != 0x7f800000u) u += 0x1000u;
-    return __uint_as_float(u & 0xffffe000u);
+// What the tensor core reads of a float32 operand of a .tf32 mma: its top 19 bits (the
+// low 13 mantissa bits are ignored, i.e. truncated toward zero).
+inline float pydl_emu_tf32_operand(float x) {
+    return __uint_as_float(__float_as_uint(x) & 0xffffe000u);
 }
 
-// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, from the PTX ISA fragment layout:
+// cp.async.{ca,cg}.shared.global [dst], [src], bytes, src_size: copy src_size bytes and
+// zero-fill the rest. Done at once: the result is visible before cp.async.wait_group, which
+// a real GPU does not promise, so a missing wait is not caught here (a missing
+// __syncthreads still is, by the thread orders).
+inline void pydl_emu_cp_async(void* dst, const void* src, int src_size, int bytes) {
+    if (src_size) memcpy(dst, src, (size_t)src_size);
+    if (bytes > src_size) memset((char*)dst + src_size, 0, (size_t)(bytes - src_size));
+}
+
+// ldmatrix.sync.aligned.m8n8.x4.shared.b16 read as 32-bit elements: lane l gives the address
+// of row l % 8 of matrix l / 8 and gets r[q] = row (lane / 4) of matrix q, 32-bit word lane % 4.
+inline void pydl_emu_ldmatrix_x4(float (&r)[4], const float* row) {
+    emu::Block& blk = *emu::g_block;
+    memcpy(blk.slots[emu::warp()][emu::lane()], &row, sizeof row);
+    emu::wait(emu::AT_WARP);
+    for (int q = 0; q < 4; ++q) {
+        const float* p;
+        memcpy(&p, blk.slots[emu::warp()][q * 8 + emu::lane() / 4], sizeof p);
+        if ((uintptr_t)p & 15u) throw std::runtime_error("ldmatrix: row not 16-byte aligned");
+        r[q] = p[emu::lane() % 4];
+    }
+    emu::wait(emu::AT_WARP);
+}
+
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32, from the PTX ISA fragment layout
+// (operands truncated to TF32 as above):
 // a{0,1,2,3} = A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]; b{0,1} = B[t][g], B[t+4][g];
 // d{0,1,2,3} = D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1], with g = lane/4, t = lane%4.
 inline void pydl_emu_mma_tf32_16x8x8(float* d, const float* a, const float* b) {
     emu::Block& blk = *emu::g_block;
     float* mine = reinterpret_cast<float*>(blk.slots[emu::warp()][emu::lane()]);
-    for (int i = 0; i < 4; ++i) mine[i] = a[i];
-    mine[4] = b[0];
-    mine[5] = b[1];
+    for (int i = 0; i < 4; ++i) mine[i] = pydl_emu_tf32_operand(a[i]);
+    mine[4] = pydl_emu_tf32_operand(b[0]);
+    mine[5] = pydl_emu_tf32_operand(b[1]);
     emu::wait(emu::AT_WARP);
     auto slot = [&](int l) { return reinterpret_cast<const float*>(blk.slots[emu::warp()][l]); };
     auto A = [&](int row, int k) { return slot((row % 8) * 4 + k % 4)[(row >= 8) + 2 * (k >= 4)]; };

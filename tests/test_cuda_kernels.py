@@ -144,7 +144,8 @@ def test_matmul_non_contiguous(dev, plan, dtype, case):
 
 
 @pytest.mark.parametrize("trans_a,trans_b", list(product([False, True], repeat=2)))
-@pytest.mark.parametrize("mnk", [(1, 1, 1), (65, 63, 129), (128, 128, 16), (129, 130, 300),
+@pytest.mark.parametrize("mnk", [(1, 1, 1), (7, 13, 29), (65, 63, 129), (128, 128, 16),
+                                 (127, 131, 17), (129, 128, 15), (132, 124, 36), (129, 130, 300),
                                  (31, 257, 1100)], ids=lambda s: "x".join(map(str, s)))
 def test_matmul_tf32(dev, plan, monkeypatch, trans_a, trans_b, mnk):
     monkeypatch.setitem(backend._settings, "allow_tf32", True)
@@ -155,6 +156,23 @@ def test_matmul_tf32(dev, plan, monkeypatch, trans_a, trans_b, mnk):
     got = backend.matmul(dev.put(a), dev.put(b), trans_a, trans_b)
     want = ref.matmul(a.astype(F64), b.astype(F64), trans_a, trans_b)
     assert_close(dev.get(got), want, F32, reduction=k, tol=1e-3)
+
+
+@pytest.mark.parametrize("trans_a,trans_b", list(product([False, True], repeat=2)))
+@pytest.mark.parametrize("n", [4, 5])  # aligned (cp.async 16 B, ldmatrix) and scalar paths
+def test_matmul_tf32_truncates_operands(dev, monkeypatch, trans_a, trans_b, n):
+    """The TF32 kernel feeds raw float32 bits to the tensor cores, which keep the top 10
+    mantissa bits: 1 + 2^-11 + 2^-12 is read as 1 (rounding would give 1 + 2^-10), and the
+    negative value as -1 (toward zero). B is the identity, so C = op(A) read as TF32."""
+    monkeypatch.setitem(backend._settings, "allow_tf32", True)
+    x = np.float32(1 + 2.0**-11 + 2.0**-12)
+    a = np.full((n, n), x, F32)
+    a[:, 0] = -x
+    eye = np.eye(n, dtype=F32)
+    got = dev.get(backend.matmul(dev.put(a), dev.put(eye), trans_a, trans_b))
+    want = np.ones((n, n), F32)
+    want[:, 0] = -1
+    np.testing.assert_array_equal(got, want.T if trans_a else want)
 
 
 def test_matmul_errors(dev):

@@ -6,7 +6,7 @@
 //
 // Contents: 64-bit index type, dtype-overloaded math (float / double), -inf, NaN test,
 // warp and block reductions (sum, max, and the (max, sum-of-exp) pair used by online
-// softmax), and the TF32 conversion / mma.sync wrappers (inline PTX, sm_80+).
+// softmax), the TF32 mma.sync wrapper and the sm_80 cp.async / ldmatrix wrappers (inline PTX).
 //
 // Host emulation: when PYDL_HOST_EMULATION is defined (tests/cuda_emu compiles the kernels
 // as C++ on the CPU), the PTX wrappers call C++ models of the same instructions instead.
@@ -182,19 +182,12 @@ template <typename T> __device__ __forceinline__ void load4(const T* p, T* r) {
 }
 
 // --------------------------------------------------------------------------- TF32 tensor cores
-// Round a float to TF32 (10-bit mantissa, round to nearest, ties away), as cuBLAS does.
-__device__ __forceinline__ float to_tf32(float x) {
-#ifdef PYDL_HOST_EMULATION
-    return pydl_emu_to_tf32(x);
-#else
-    u32 r;
-    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
-    return __uint_as_float(r);
-#endif
-}
-
-// d += a (16x8, row) * b (8x8, col) for one warp. Fragment ownership (g = lane / 4,
-// t = lane % 4): a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]}, b = {B[t][g], B[t+4][g]},
+// d += a (16x8, row) * b (8x8, col) for one warp. The tensor core reads the top 19 bits of
+// each float32 operand (sign, exponent, 10 mantissa bits): the low 13 bits are dropped, a
+// truncation toward zero (relative error < 2^-10 per operand, twice that of rounding to
+// nearest with cvt.rna, which would cost an instruction per element).
+// Fragment ownership (g = lane / 4, t = lane % 4):
+// a = {A[g][t], A[g+8][t], A[g][t+4], A[g+8][t+4]}, b = {B[t][g], B[t+4][g]},
 // d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
 __device__ __forceinline__ void mma_tf32_16x8x8(float* d, const float* a, const float* b) {
 #ifdef PYDL_HOST_EMULATION
@@ -206,6 +199,76 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float* d, const float* a, const 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
           "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#endif
+}
+
+// --------------------------------------------------------------------------- sm_80 staging
+// A shared-memory address for cp.async / ldmatrix: on the GPU the 32-bit address in the
+// .shared window (computed once, then advanced with integer adds, no generic-to-shared
+// conversion per access); in the host emulation a plain byte pointer. Offsets are in bytes.
+#ifdef PYDL_HOST_EMULATION
+typedef char* sptr;
+#else
+typedef u32 sptr;
+#endif
+__device__ __forceinline__ sptr smem_addr(const void* p) {
+#ifdef PYDL_HOST_EMULATION
+    return (char*)p;
+#else
+    u32 r;
+    asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
+    return r;
+#endif
+}
+
+// cp.async of BYTES (4 or 16) from global src to shared dst (smem_addr), bypassing registers; when ok
+// is false nothing is read and dst is zero-filled (src-size 0), so src need only be a valid
+// pointer. 16-byte copies go through L2 only (.cg), 4-byte ones through L1 (.ca, the only
+// caching 4-byte copies allow). The copies become visible after cp_async_wait_all() and a
+// barrier. "memory" clobbers: the compiler must not move shared reads across them.
+template <int BYTES>
+__device__ __forceinline__ void cp_async(sptr dst, const void* src, bool ok) {
+    static_assert(BYTES == 4 || BYTES == 16, "cp.async copies 4 or 16 bytes here");
+#ifdef PYDL_HOST_EMULATION
+    pydl_emu_cp_async(dst, src, ok ? BYTES : 0, BYTES);
+#else
+    if (BYTES == 16)
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                     :: "r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
+    else
+        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n"
+                     :: "r"(dst), "l"(src), "r"(ok ? 4 : 0) : "memory");
+#endif
+}
+
+// Close the thread's current group of cp.async copies / wait until all its groups landed.
+__device__ __forceinline__ void cp_async_commit() {
+#ifndef PYDL_HOST_EMULATION
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cp_async_wait_all() {
+#ifndef PYDL_HOST_EMULATION
+    asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+#endif
+}
+
+// ldmatrix.x4 of 32-bit elements: four 8 x 4 float matrices in shared memory, each row 16
+// contiguous bytes (16-byte aligned). Lane l gives the address of row l % 8 of matrix l / 8
+// and receives element [lane / 4][lane % 4] of each matrix in r[0..3]: for a row-major
+// 16 x 8 tile split into (rows 0-7, k 0-3), (rows 8-15, k 0-3), (rows 0-7, k 4-7),
+// (rows 8-15, k 4-7), that is exactly the mma.m16n8k8.tf32 A fragment.
+__device__ __forceinline__ void ldmatrix_x4(float (&r)[4], sptr row) {
+#ifdef PYDL_HOST_EMULATION
+    pydl_emu_ldmatrix_x4(r, reinterpret_cast<const float*>(row));
+#else
+    u32 a, b, c, d;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(a), "=r"(b), "=r"(c), "=r"(d) : "r"(row) : "memory");
+    r[0] = __uint_as_float(a);
+    r[1] = __uint_as_float(b);
+    r[2] = __uint_as_float(c);
+    r[3] = __uint_as_float(d);
 #endif
 }
 

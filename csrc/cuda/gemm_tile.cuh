@@ -94,10 +94,27 @@ template <typename T, int ROWS, int COLS, int NT, bool VEC, bool K_ROWS> struct 
         }
     }
 
+    // load() and store() in one, for sm_80+: each vector goes from global memory straight
+    // into shared memory at s[row][col] (pitch LDS, no transpose) by cp.async, zero-filled
+    // where it is off the matrix; nothing passes through registers. With VEC the 16-byte
+    // copies need s and LDS to keep every vector 16-byte aligned. s: smem_addr of the tile.
+    template <int LDS> __device__ __forceinline__ void copy_async(const T* __restrict__ g, int left,
+                                                                 sptr s) const {
+        static_assert(!VEC || (LDS * sizeof(T)) % 16 == 0, "16-byte cp.async needs aligned rows");
+        const int r = row(), c = col();
+#pragma unroll
+        for (int j = 0; j < PER; ++j) {
+            if (!EXACT && (int)threadIdx.x + j * NT >= TOTAL) break;
+            const bool ok = K_ROWS ? kpos + j * RSTEP < left : (kpos < left && j * RSTEP < nleft);
+            const T* q = ok ? g + off + (i64)(j * RSTEP) * ld : g;
+            cp_async<V * sizeof(T)>(s + ((r + j * RSTEP) * LDS + c) * (int)sizeof(T), q, ok);
+        }
+    }
+
     // Move to the next K step of BK.
     template <int BK> __device__ __forceinline__ void next() { off += K_ROWS ? BK * ld : (i64)BK; }
 
-    // CVT is applied to each element on its way into shared memory (TF32 rounding, or none).
+    // CVT is applied to each element on its way into shared memory (NoCvt: none).
     template <bool TRANSPOSE, class CVT> __device__ __forceinline__ void store(T* s, int lds) const {
         const int r = row(), c = col();
 #pragma unroll
@@ -115,9 +132,6 @@ template <typename T, int ROWS, int COLS, int NT, bool VEC, bool K_ROWS> struct 
 
 struct NoCvt {
     template <typename T> __device__ __forceinline__ static T apply(T x) { return x; }
-};
-struct Tf32Cvt {
-    __device__ __forceinline__ static float apply(float x) { return to_tf32(x); }
 };
 
 // acc[i][j] += sum_k As[k][row(i)] * Bs[k][col(j)] over one BK step.

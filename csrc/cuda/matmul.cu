@@ -59,6 +59,16 @@ struct MatmulTiles {
         lb.template next<BK>();
     }
 
+    // load + store in one for sm_80+ (cp.async, see TileLoader): the tiles as they are stored
+    // (A as [m][k] or, with TA, [k][m]; B as [k][n] or, with TB, [n][k]) at pitches LDA, LDB.
+    template <int LDA, int LDB> __device__ __forceinline__ void copy_async(int k0, sptr as, sptr bs) {
+        const int left = tile.k_end - k0;
+        la.template copy_async<LDA>(A, left, as);
+        lb.template copy_async<LDB>(B, left, bs);
+        la.template next<BK>();
+        lb.template next<BK>();
+    }
+
     template <class CVT> __device__ __forceinline__ void store(T* as, int lds_a, T* bs, int lds_b) const {
         la.template store<!TA, CVT>(as, lds_a);
         lb.template store<TB, CVT>(bs, lds_b);
@@ -110,6 +120,19 @@ matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ 
     }
 }
 
+// Shared-memory layout of the TF32 kernel: every operand is copied as it is stored (no
+// transpose, so that cp.async can move it). A k-innermost operand ([m][k] A, [n][k] B) sits
+// at pitch BK + 4 = 20 floats and is read with ldmatrix.x4 (8 rows of 16 bytes at an
+// 80-byte pitch: 32 different banks): one per A fragment, one per two B fragments. A
+// k-outermost one ([k][m] A, [k][n] B) sits at pitch 128 + 8 = 136 floats. There, B's
+// fragment {B[t][g], B[t+4][g]} is two scalar LDS (bank 8 t + g: conflict-free); for A the
+// rows of each 16-row fragment are interleaved (fragment row r at tile row 2 (r % 8) + r / 8)
+// so that {A[g][t], A[g+8][t]} and {A[g][t+4], A[g+8][t+4]} are two LDS.64 straight into
+// the fragment's register quadruple (banks 8 t + 2 g, + 1: conflict-free per half warp).
+template <bool TA> __device__ __forceinline__ int tf32_frag_row(int r) {
+    return TA ? 2 * (r % 8) + r / 8 : r;
+}
+
 template <bool TA, bool TB, bool VEC>
 __global__ void __launch_bounds__(256, 2)
 matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
@@ -117,18 +140,14 @@ matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, flo
                    int k_chunk) {
     constexpr int BM = 128, BN = 128, BK = 16, WM = 64, WN = 32, NT = 256;
     constexpr int MI = WM / 16, NI = WN / 8;
-    // Row pitch BM + 8: the fragment reads (k = t, t + 4; m = g, g + 8) of one warp then hit
-    // 32 different banks.
-    constexpr int LDA = BM + 8, LDB = BN + 8;
-    __shared__ __align__(16) float As[2][BK * LDA];
-    __shared__ __align__(16) float Bs[2][BK * LDB];
+    constexpr int LDA = TA ? BM + 8 : BK + 4, LDB = TB ? BK + 4 : BN + 8;
+    __shared__ __align__(16) float As[2][(TA ? BK : BM) * LDA];
+    __shared__ __align__(16) float Bs[2][(TB ? BN : BK) * LDB];
 
     MatmulTiles<float, BM, BN, BK, NT, TA, TB, VEC> ops(A, B, lda, ldb, M, N, K, sA, sB, splits,
                                                         k_chunk);
     const int m0 = ops.tile.m0, n0 = ops.tile.n0;
     C += blockIdx.z * sC;
-    auto load = [&](int k0) { ops.load(k0); };
-    auto store = [&](int buf) { ops.template store<Tf32Cvt>(As[buf], LDA, Bs[buf], LDB); };
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wm = (warp / (BN / WN)) * WM, wn = (warp % (BN / WN)) * WN;
@@ -141,39 +160,82 @@ matmul_tf32_kernel(const float* __restrict__ A, const float* __restrict__ B, flo
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-    gemm_pipeline<BK>(ops.tile.k_begin, ops.tile.k_end, load, store, [&](int cur) {
-        const float* as = As[cur];
-        const float* bs = Bs[cur];
+    // ldmatrix row addresses: lane l reads row l % 8 (+ 8 for A's matrices 1 and 3) at k
+    // offset 0 or 4 (A: matrices 2, 3; B: matrices 1, 3; B's matrices 2, 3 are the next
+    // fragment).
+    const int q = lane >> 3, l8 = lane & 7;
+    constexpr int A_BUF = sizeof(As[0]), B_BUF = sizeof(Bs[0]);  // bytes per buffer
+    const sptr as0 = smem_addr(As[0]), bs0 = smem_addr(Bs[0]);
+    const sptr a_lane = as0 + ((wm + l8 + (q & 1) * 8) * LDA + (q >> 1) * 4) * 4;
+    const sptr b_lane = bs0 + ((wn + l8 + (q >> 1) * 8) * LDB + (q & 1) * 4) * 4;
+
+    // Double-buffered cp.async pipeline: while step t is multiplied out of buffer t & 1,
+    // step t + 1 is on its way into the other buffer. One barrier per step: after it, every
+    // thread's copies of step t have landed (each waited for its own) and nobody still reads
+    // the buffer that step t + 1 overwrites (it held step t - 1).
+    const int k_begin = ops.tile.k_begin;
+    const int ntiles = ops.tile.k_end > k_begin ? (ops.tile.k_end - k_begin + BK - 1) / BK : 0;
+    if (ntiles > 0) {
+        ops.template copy_async<LDA, LDB>(k_begin, as0, bs0);
+        cp_async_commit();
+    }
+    for (int t = 0; t < ntiles; ++t) {
+        cp_async_wait_all();
+        __syncthreads();
+        if (t + 1 < ntiles) {
+            const int nxt = (t + 1) & 1;
+            ops.template copy_async<LDA, LDB>(k_begin + (t + 1) * BK, as0 + nxt * A_BUF,
+                                              bs0 + nxt * B_BUF);
+            cp_async_commit();
+        }
+        const float* as = As[t & 1];
+        const float* bs = Bs[t & 1];
 #pragma unroll
         for (int ks = 0; ks < BK; ks += 8) {
             float a[MI][4], b[NI][2];
 #pragma unroll
             for (int i = 0; i < MI; ++i) {
-                const int m = wm + i * 16 + g;
-                a[i][0] = as[(ks + t4) * LDA + m];
-                a[i][1] = as[(ks + t4) * LDA + m + 8];
-                a[i][2] = as[(ks + t4 + 4) * LDA + m];
-                a[i][3] = as[(ks + t4 + 4) * LDA + m + 8];
+                if (TA) {  // [k][m], rows interleaved: (g, g + 8) are adjacent
+                    const float* p = as + (ks + t4) * LDA + wm + i * 16 + 2 * g;
+                    const float2 lo = *reinterpret_cast<const float2*>(p);
+                    const float2 hi = *reinterpret_cast<const float2*>(p + 4 * LDA);
+                    a[i][0] = lo.x;
+                    a[i][1] = lo.y;
+                    a[i][2] = hi.x;
+                    a[i][3] = hi.y;
+                } else {
+                    ldmatrix_x4(a[i], a_lane + (t & 1) * A_BUF + (i * 16 * LDA + ks) * 4);
+                }
             }
 #pragma unroll
             for (int j = 0; j < NI; ++j) {
-                const int n = wn + j * 8 + g;
-                b[j][0] = bs[(ks + t4) * LDB + n];
-                b[j][1] = bs[(ks + t4 + 4) * LDB + n];
+                if (TB) {  // [n][k]: one ldmatrix.x4 gives two fragments
+                    if (j % 2 == 0) {
+                        float v[4];
+                        ldmatrix_x4(v, b_lane + (t & 1) * B_BUF + (j * 8 * LDB + ks) * 4);
+                        b[j][0] = v[0];
+                        b[j][1] = v[1];
+                        b[j + 1][0] = v[2];
+                        b[j + 1][1] = v[3];
+                    }
+                } else {  // [k][n]
+                    b[j][0] = bs[(ks + t4) * LDB + wn + j * 8 + g];
+                    b[j][1] = bs[(ks + t4 + 4) * LDB + wn + j * 8 + g];
+                }
             }
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
                 for (int j = 0; j < NI; ++j) mma_tf32_16x8x8(acc[i][j], a[i], b[j]);
         }
-    });
+    }
 
-    // d[r] sits at row g + 8 * (r / 2), column 2 * t4 + r % 2 of each 16x8 fragment.
+    // d[r] sits at fragment row g + 8 * (r / 2), column 2 * t4 + r % 2.
 #pragma unroll
     for (int i = 0; i < MI; ++i) {
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
-            const int r = m0 + wm + i * 16 + g + 8 * half;
+            const int r = m0 + wm + i * 16 + tf32_frag_row<TA>(g + 8 * half);
             if (r >= M) continue;
             float* crow = C + (i64)r * N;
 #pragma unroll
