@@ -22,15 +22,17 @@
 //   the A, B pointers to be 16-byte aligned (checked by the caller), else VEC = false.
 // matmul_tf32_kernel<TA, TB, VEC>: opt-in TF32 tensor cores (mma.sync.m16n8k8, sm_80+).
 //   Block 128x128x16, 8 warps in a 2 (M) x 4 (N) grid, each warp a 64x32 tile made of
-//   4 x 4 m16n8 fragments; inputs are rounded to TF32 on their way into shared memory,
-//   accumulation is float32.
+//   4 x 4 m16n8 fragments; operands staged by cp.async (double-buffered) in their stored
+//   layout, fragments read with ldmatrix / LDS (layouts below), inputs truncated to TF32 by
+//   the tensor cores (no explicit rounding), accumulation in float32.
 #include "gemm_tile.cuh"
 
 namespace pydl {
 
 // The block's tile of C and its two operand tiles per BK step: op(A)[m0 : m0 + BM, k : k + BK]
 // (stored as rows of k when TA, else rows of m) and op(B)[k : k + BK, n0 : n0 + BN], loaded
-// into registers and stored into shared memory k-major (As[k][m], Bs[k][n]) through CVT.
+// into registers and stored into shared memory k-major (As[k][m], Bs[k][n]) through CVT
+// (matmul_kernel), or copied as stored by cp.async (copy_async, matmul_tf32_kernel).
 // Both matmul kernels use it; batch z of blockIdx.z reads A + z * sA and B + z * sB.
 template <typename T, int BM, int BN, int BK, int NT, bool TA, bool TB, bool VEC>
 struct MatmulTiles {
@@ -61,7 +63,8 @@ struct MatmulTiles {
 
     // load + store in one for sm_80+ (cp.async, see TileLoader): the tiles as they are stored
     // (A as [m][k] or, with TA, [k][m]; B as [k][n] or, with TB, [n][k]) at pitches LDA, LDB.
-    template <int LDA, int LDB> __device__ __forceinline__ void copy_async(int k0, sptr as, sptr bs) {
+    template <int LDA, int LDB>
+    __device__ __forceinline__ void copy_async(int k0, sptr as, sptr bs) {
         const int left = tile.k_end - k0;
         la.template copy_async<LDA>(A, left, as);
         lb.template copy_async<LDB>(B, left, bs);

@@ -56,7 +56,7 @@ def get_matmul_backend() -> str:
 
 
 def set_allow_tf32(flag: bool) -> None:
-    """Let float32 matmul run on TF32 tensor cores (inputs rounded to 10-bit mantissas)."""
+    """Let float32 matmul run on TF32 tensor cores (inputs truncated to 10-bit mantissas)."""
     _settings["allow_tf32"] = bool(flag)
 
 
