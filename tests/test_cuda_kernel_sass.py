@@ -46,8 +46,9 @@ PREFETCH = 0.25
 # Instances that still spill on some (arch, NVRTC) and why they are not fixed yet; a spill
 # elsewhere fails, and so does an entry here that no longer spills (with NVRTC 13).
 KNOWN_SPILLS = {
-    LARGE: "8x8 micro-tile at the 128-register cap (2 blocks/SM): 4-16 B in some instances, "
-           "which ones varies with the NVRTC version and architecture",
+    LARGE: "8x8 micro-tile at the 128-register cap (2 blocks/SM): the scalar (unaligned) "
+           "instances, 4-16 B on sm_90 with NVRTC 13.5; the aligned ones stage their k-major "
+           "operands with cp.async and no longer spill there (NVRTC 12 not rechecked)",
     "pydl::conv2d_backward_weight_kernel<float, 128, 128,": "8x8 tile + k walk state: 32-40 B",
     "pydl::cross_entropy_forward_kernel<double, 32>": "sm_80, NVRTC 13: 4 B around the "
                                                        "out-of-line float64 division, once per row",

@@ -203,6 +203,14 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float* d, const float* a, const 
 }
 
 // --------------------------------------------------------------------------- sm_80 staging
+// cp.async exists from sm_80 on (the host emulation models it); kernels that can do without
+// it fall back to register staging elsewhere.
+#if defined(PYDL_HOST_EMULATION) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+#define PYDL_CP_ASYNC true
+#else
+#define PYDL_CP_ASYNC false
+#endif
+
 // A shared-memory address for cp.async / ldmatrix: on the GPU the 32-bit address in the
 // .shared window (computed once, then advanced with integer adds, no generic-to-shared
 // conversion per access); in the host emulation a plain byte pointer. Offsets are in bytes.
