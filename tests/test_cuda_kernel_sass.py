@@ -49,7 +49,6 @@ KNOWN_SPILLS = {
     LARGE: "8x8 micro-tile at the 128-register cap (2 blocks/SM): the scalar (unaligned) "
            "instances, 4-16 B on sm_90 with NVRTC 13.5; the aligned ones stage their k-major "
            "operands with cp.async and no longer spill there (NVRTC 12 not rechecked)",
-    "pydl::conv2d_backward_weight_kernel<float, 128, 128,": "8x8 tile + k walk state: 32-40 B",
     "pydl::cross_entropy_forward_kernel<double, 32>": "sm_80, NVRTC 13: 4 B around the "
                                                        "out-of-line float64 division, once per row",
 }

@@ -197,20 +197,44 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
     int oh = (kcur - n * HoWo) / Wo;
     int ow = kcur - n * HoWo - oh * Wo;
 
+    // On sm_80+ the float 128x128 tile copies each element with a 4-byte cp.async straight
+    // into its (transposed) place in the step's shared buffer, zero-filled where k or the
+    // image is out of range: no registers hold the next tile across the FMA block (with
+    // them it spilled 32-40 B at the 128-register cap).
+    constexpr bool ASYNC = PYDL_CP_ASYNC && sizeof(T) == 4 && TM * TN >= 64;
     T areg[APER], breg[BPER];
-    auto load = [&]() {
+    auto load = [&](int buf) {
         const bool kv = kcur < k_end;
         const T* gyn = gy + (i64)n * O * HoWo + oh * Wo + ow;
         const T* xn = x + (i64)n * C * HW;
         const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
+        if constexpr (ASYNC) {
+            const sptr as = smem_addr(As[buf]) + (kslot * LDA + row0) * (int)sizeof(T);
+            const sptr bs = smem_addr(Bs[buf]) + (kslot * LDB + row0) * (int)sizeof(T);
+            // a skipped copy reads nothing; its pointer is the base (valid memory): selected
+            // once per step and by 32-bit offset per element, to keep 64-bit selects out
+            const T* ga = kv ? gyn : gy;
+            const T* xb = kv ? xn : x;
 #pragma unroll
-        for (int j = 0; j < APER; ++j) areg[j] = kv ? gyn[aoff[j]] : T(0);
+            for (int j = 0; j < APER; ++j)
+                cp_async<sizeof(T)>(as + j * RSTEP * (int)sizeof(T), ga + (kv ? aoff[j] : 0), kv);
 #pragma unroll
-        for (int j = 0; j < BPER; ++j) {
-            const int ih = ih0 + bkh[j], iw = iw0 + bkw[j];
-            breg[j] = (kv && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W)
-                          ? xn[boff[j] + ih * W + iw]
-                          : T(0);
+            for (int j = 0; j < BPER; ++j) {
+                const int ih = ih0 + bkh[j], iw = iw0 + bkw[j];
+                const bool ok = kv && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W;
+                cp_async<sizeof(T)>(bs + j * RSTEP * (int)sizeof(T),
+                                    xb + (ok ? boff[j] + ih * W + iw : 0), ok);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < APER; ++j) areg[j] = kv ? gyn[aoff[j]] : T(0);
+#pragma unroll
+            for (int j = 0; j < BPER; ++j) {
+                const int ih = ih0 + bkh[j], iw = iw0 + bkw[j];
+                breg[j] = (kv && (unsigned)ih < (unsigned)H && (unsigned)iw < (unsigned)W)
+                              ? xn[boff[j] + ih * W + iw]
+                              : T(0);
+            }
         }
     };
     auto advance = [&]() {
@@ -226,10 +250,14 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
         }
     };
     auto store = [&](int buf) {
+        if constexpr (ASYNC) {
+            cp_async_wait_all();  // this step's copies, before the pipeline's barrier
+        } else {
 #pragma unroll
-        for (int j = 0; j < APER; ++j) As[buf][kslot * LDA + row0 + j * RSTEP] = areg[j];
+            for (int j = 0; j < APER; ++j) As[buf][kslot * LDA + row0 + j * RSTEP] = areg[j];
 #pragma unroll
-        for (int j = 0; j < BPER; ++j) Bs[buf][kslot * LDB + row0 + j * RSTEP] = breg[j];
+            for (int j = 0; j < BPER; ++j) Bs[buf][kslot * LDB + row0 + j * RSTEP] = breg[j];
+        }
     };
 
     const int tx = threadIdx.x % (BN / TN), ty = threadIdx.x / (BN / TN);
@@ -239,7 +267,7 @@ conv2d_backward_weight_kernel(const T* __restrict__ gy, const T* __restrict__ x,
     // the loads carry their k position themselves: every step after the first advances it
     auto load_step = [&](int k0) {
         if (k0 != k_begin) advance();
-        load();
+        load(((k0 - k_begin) / BK) & 1);  // the buffer this step lands in (cp.async)
     };
     gemm_pipeline<BK>(k_begin, k_end, load_step, store, [&](int cur) {
         fma_tile<T, BM, BN, BK, TM, TN, LDA, LDB>(As[cur], Bs[cur], acc, tx, ty);
