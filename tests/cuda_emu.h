@@ -292,13 +292,14 @@ inline float pydl_emu_tf32_operand(float x) {
     return __uint_as_float(__float_as_uint(x) & 0xffffe000u);
 }
 
-// cp.async.{ca,cg}.shared.global [dst], [src], bytes, src_size: copy src_size bytes and
-// zero-fill the rest. Done at once: the result is visible before cp.async.wait_group, which
-// a real GPU does not promise, so a missing wait is not caught here (a missing
-// __syncthreads still is, by the thread orders).
-inline void pydl_emu_cp_async(void* dst, const void* src, int src_size, int bytes) {
-    if (src_size) memcpy(dst, src, (size_t)src_size);
-    if (bytes > src_size) memset((char*)dst + src_size, 0, (size_t)(bytes - src_size));
+// cp.async.{ca,cg}.shared.global [dst], [src], bytes, ignore_src: copy `bytes` from src,
+// or zero-fill when the source is ignored (src == nullptr here: it is never read then).
+// Done at once: the result is visible before cp.async.wait_group, which a real GPU does
+// not promise, so a missing wait is not caught here (a missing __syncthreads still is, by
+// the thread orders).
+inline void pydl_emu_cp_async(void* dst, const void* src, int bytes) {
+    if (src) memcpy(dst, src, (size_t)bytes);
+    else memset(dst, 0, (size_t)bytes);
 }
 
 // ldmatrix.sync.aligned.m8n8.x4.shared.b16 read as 32-bit elements: lane l gives the address

@@ -229,23 +229,27 @@ __device__ __forceinline__ sptr smem_addr(const void* p) {
 #endif
 }
 
-// cp.async of BYTES (4 or 16) from global src to shared dst (smem_addr), bypassing registers; when ok
-// is false nothing is read and dst is zero-filled (src-size 0), so src need only be a valid
-// pointer. 16-byte copies go through L2 only (.cg), 4-byte ones through L1 (.ca, the only
-// caching 4-byte copies allow). The copies become visible after cp_async_wait_all() and a
-// barrier. "memory" clobbers: the compiler must not move shared reads across them.
+// cp.async of BYTES (4 or 16) from global src to shared dst (smem_addr), bypassing
+// registers. When ok is false the source is ignored completely (the ignore-src predicate:
+// nothing is read, dst is zero-filled), so src may then point anywhere, past the matrix
+// included: callers need no select to a valid address. 16-byte copies go through L2 only
+// (.cg), 4-byte ones through L1 (.ca, the only caching 4-byte copies allow). The copies
+// become visible after cp_async_wait_all() and a barrier. "memory" clobbers: the compiler
+// must not move shared reads across them.
 template <int BYTES>
 __device__ __forceinline__ void cp_async(sptr dst, const void* src, bool ok) {
     static_assert(BYTES == 4 || BYTES == 16, "cp.async copies 4 or 16 bytes here");
 #ifdef PYDL_HOST_EMULATION
-    pydl_emu_cp_async(dst, src, ok ? BYTES : 0, BYTES);
+    pydl_emu_cp_async(dst, ok ? src : nullptr, BYTES);
 #else
     if (BYTES == 16)
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
-                     :: "r"(dst), "l"(src), "r"(ok ? 16 : 0) : "memory");
+        asm volatile("{ .reg .pred skip; setp.eq.u32 skip, %2, 0;\n"
+                     "cp.async.cg.shared.global [%0], [%1], 16, skip; }\n"
+                     :: "r"(dst), "l"(src), "r"((u32)ok) : "memory");
     else
-        asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n"
-                     :: "r"(dst), "l"(src), "r"(ok ? 4 : 0) : "memory");
+        asm volatile("{ .reg .pred skip; setp.eq.u32 skip, %2, 0;\n"
+                     "cp.async.ca.shared.global [%0], [%1], 4, skip; }\n"
+                     :: "r"(dst), "l"(src), "r"((u32)ok) : "memory");
 #endif
 }
 

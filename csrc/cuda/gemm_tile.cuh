@@ -106,7 +106,8 @@ template <typename T, int ROWS, int COLS, int NT, bool VEC, bool K_ROWS> struct 
         for (int j = 0; j < PER; ++j) {
             if (!EXACT && (int)threadIdx.x + j * NT >= TOTAL) break;
             const bool ok = K_ROWS ? kpos + j * RSTEP < left : (kpos < left && j * RSTEP < nleft);
-            const T* q = ok ? g + off + (i64)(j * RSTEP) * ld : g;
+            // not read when !ok (cp_async's ignore-src), so no select to a valid address
+            const T* q = g + off + (i64)(j * RSTEP) * ld;
             cp_async<V * sizeof(T)>(s + ((r + j * RSTEP) * LDS + c) * (int)sizeof(T), q, ok);
         }
     }

@@ -92,15 +92,14 @@ matmul_kernel(const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ 
                                                     k_chunk);
     const int m0 = ops.tile.m0, n0 = ops.tile.n0;
     C += blockIdx.z * sC;
-    // On sm_80+ an aligned (VEC) operand stored k-major (A with TA, B without TB) already has
-    // the shared layout, so 16-byte cp.async copies it straight into the idle buffer (the
-    // buffer of step (k0 - k_begin) / BK): no registers hold its next tile across the FMA
-    // block (that took the 128x128 tile's last spills away). The other operands go through
-    // registers and the store as before; 4-byte cp.async on the scalar paths cost more
-    // address work per element than it saved (FFMA share 77-80 %, below the 80 % floor), and
-    // the 64x64 tile, which has registers to spare, lost up to 2 points of FFMA share with it.
-    // float64 has not been tried.
-    constexpr bool ASYNC = PYDL_CP_ASYNC && VEC && sizeof(T) == 4 && TM * TN >= 64;
+    // On sm_80+ the float 128x128 tile copies an operand stored k-major (A with TA, B
+    // without TB), which already has the shared layout, with cp.async straight into the idle
+    // buffer (the buffer of step (k0 - k_begin) / BK): no registers hold its next tile
+    // across the FMA block, which took this tile's last spills away. The other operands go
+    // through registers and the transposing store as before. The 64x64 tile, which has
+    // registers to spare, lost up to 2 points of FFMA share with cp.async; float64 has not
+    // been tried.
+    constexpr bool ASYNC = PYDL_CP_ASYNC && sizeof(T) == 4 && TM * TN >= 64;
     constexpr bool ASYNC_A = ASYNC && TA, ASYNC_B = ASYNC && !TB;
     auto load = [&](int k0) {
         const int left = ops.tile.k_end - k0, buf = ((k0 - ops.tile.k_begin) / BK) & 1;
