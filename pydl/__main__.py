@@ -147,7 +147,8 @@ def main(argv=None) -> int:
     add_arguments(train)
     bench_parser = sub.add_parser(
         "bench", help="run the benchmark suite of a source checkout (CPU, GPU when present, "
-        "training steps and composed ops vs PyTorch, plots); results in runs/bench/ unless --results"
+        "training steps and composed ops vs PyTorch, plots); results in runs/bench/ unless "
+        "--results"
     )
     bench_parser.add_argument("--quick", action="store_true",
                               help="fewer batch sizes and runs (the GPU kernels too)")
