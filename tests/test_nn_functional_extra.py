@@ -165,12 +165,14 @@ def test_pool3d_gradcheck_and_torch(case, kind, device):
 
 
 def test_max_pool3d_indices_ties_take_the_first(device):
-    """Ties pick the first maximum in (d, h, w) order, as PyTorch: an all-equal volume gives
-    each box's first corner."""
+    """Ties pick the first maximum in (d, h, w) order, as PyTorch (also dilated): an all-equal
+    volume gives each box's first corner."""
     torch = pytest.importorskip("torch")
     x_np = np.random.default_rng(9).integers(0, 2, size=(2, 3, 5, 6, 4)).astype(np.float64)
     for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
-               dict(kernel_size=(2, 3, 2), stride=1, ceil_mode=True)):
+               dict(kernel_size=(2, 3, 2), stride=1, ceil_mode=True),
+               dict(kernel_size=2, dilation=(2, 1, 2)),
+               dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)):
         _, idx = F.max_pool3d(leaf(x_np, device), return_indices=True, **kw)
         _, tidx = torch.nn.functional.max_pool3d(torch.tensor(x_np), return_indices=True, **kw)
         np.testing.assert_array_equal(host(idx), tidx.numpy(), err_msg=str(kw))
