@@ -10,8 +10,11 @@ backend, so they work, with gradients, on every device.
 - ``max_pool3d`` / ``avg_pool3d``: a box is the product of a (H, W) window and a depth
   window, and max and mean both factor over it: pool (H, W) with ``*_pool2d``, then depth
   with ``*_pool1d``. Padding, ``ceil_mode`` and ``count_include_pad`` factor per dim too.
+  ``return_indices``: the 1-D pool's argmax says which depth plane won, the 2-D pool's
+  argmax in that plane says where; together PyTorch's flat ``(d * H + h) * W + w``. Both
+  parts keep the first maximum, so ties go to the first in (d, h, w) order, as in PyTorch.
 
-Second derivatives: as their 2-D parts (not yet: conv2d and pooling raise on double backward).
+Second derivatives: those of their 2-D parts (conv2d's and the pools' double backward).
 """
 
 from __future__ import annotations
