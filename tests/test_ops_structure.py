@@ -94,6 +94,10 @@ def test_diagonal_is_a_view_as_in_torch(device):
     m = pydl.tensor(base[0], dtype=pydl.float64, device=device)
     pydl.diag(m).mul_(0.0)  # diag stays a copy, as torch.diag
     np.testing.assert_array_equal(host(m), base[0])
+    e = pydl.tensor(base[0, 0], dtype=pydl.float64, device=device).expand(4, 4).diagonal()
+    if not getattr(e.data.flags, "writeable", True):  # NumPy: a broadcast stays read-only
+        with pytest.raises(RuntimeError, match="in-place write into a read-only tensor"):
+            e.mul_(2.0)
     a_np = np.random.default_rng(3).standard_normal((4, 3))
     a = leaf(a_np, device)
     y = a * 1.0
