@@ -74,6 +74,20 @@ struct bf16 {
     }
 };
 
+// Element i of an array stored as S, read as and written from the compute type T: S = T (a
+// plain array), or a 16-bit format tag (raw u16 words, widened exactly, rounded to nearest
+// even on store).
+template <typename T, typename S> struct Mem {
+    typedef u16 type;
+    __device__ __forceinline__ static T get(const u16* p, i64 i) { return S::to_float(p[i]); }
+    __device__ __forceinline__ static void put(u16* p, i64 i, T v) { p[i] = S::from_float(v); }
+};
+template <typename T> struct Mem<T, T> {
+    typedef T type;
+    __device__ __forceinline__ static T get(const T* p, i64 i) { return p[i]; }
+    __device__ __forceinline__ static void put(T* p, i64 i, T v) { p[i] = v; }
+};
+
 // Four consecutive 16-bit words (8 bytes, 8-byte aligned) widened to float, and back.
 template <class F> __device__ __forceinline__ void load4_half(const u16* p, float* r) {
     const uint2 w = *reinterpret_cast<const uint2*>(p);

@@ -44,14 +44,39 @@ def float32_compute(kernel):
     return run
 
 
+def native_low(kernel):
+    """``kernel`` that computes float16/bfloat16 arrays itself, when all of its floating-point
+    array arguments share that one dtype; low-precision arrays mixed with other float dtypes
+    go through ``float32_compute``."""
+    widened = float32_compute(kernel)
+
+    @functools.wraps(kernel)
+    def run(*args, **kwargs):
+        floats = {a.dtype for a in args if _is_float_array(a)}
+        if len(floats) > 1 and any(d in LOW_PRECISION for d in floats):
+            return widened(*args, **kwargs)
+        return kernel(*args, **kwargs)
+
+    run.native_low = True
+    return run
+
+
+def _is_float_array(a) -> bool:
+    dtype = getattr(a, "dtype", None)
+    return dtype is not None and hasattr(a, "shape") and (
+        dtype in LOW_PRECISION or np.dtype(dtype).kind == "f")
+
+
 def _narrow(out, low):
     return out.astype(low) if getattr(out, "dtype", None) == FLOAT32 else out
 
 
 def wrap_kernels(namespace: dict, names) -> None:
-    """Wrap every kernel of ``names`` in ``namespace`` that is not an in-place optimizer step."""
+    """Wrap every kernel of ``names`` in ``namespace`` that is not an in-place optimizer step
+    or a ``native_low`` kernel."""
     for name in names:
-        if not name.endswith("_step") and name in namespace:
+        if (not name.endswith("_step") and name in namespace
+                and not getattr(namespace[name], "native_low", False)):
             namespace[name] = float32_compute(namespace[name])
 
 
