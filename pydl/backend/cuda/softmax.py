@@ -22,6 +22,10 @@ SOURCE = "softmax.cu"
 ROW_WARP_VPT = (1, 2, 4, 8, 16, 32)   # one warp per row, up to 32 * VPT columns
 ROW_BLOCK_THREADS = 512
 ROW_BLOCK_VPT = (4, 8, 16, 0)         # one block per row; 0 = any width (two passes)
+# 16-bit storage: no VPT 16 block instance. ptxas fits the log-softmax one into 32 registers
+# and spills (sm_90); rows past 512 * 8 take the two-pass loop, whose second read of a
+# 16-bit row (usually from L2) costs half what a float32 row's does.
+ROW_BLOCK_VPT_LOW = (4, 8, 0)
 ROW_KINDS = ("softmax_forward", "log_softmax_forward", "softmax_backward",
              "log_softmax_backward")
 
@@ -44,7 +48,8 @@ def instances() -> list[str]:
     for ctype, fmt in _storages():
         for kind in ROW_KINDS:
             out += [row_name(kind, ctype, 32, vpt, fmt) for vpt in ROW_WARP_VPT]
-            out += [row_name(kind, ctype, ROW_BLOCK_THREADS, vpt, fmt) for vpt in ROW_BLOCK_VPT]
+            out += [row_name(kind, ctype, ROW_BLOCK_THREADS, vpt, fmt)
+                    for vpt in (ROW_BLOCK_VPT if fmt is None else ROW_BLOCK_VPT_LOW)]
         for kind in ("cross_entropy_forward", "cross_entropy_backward"):
             out += [row_name(kind, ctype, threads, None, fmt)
                     for threads in (32, ROW_BLOCK_THREADS)]
@@ -63,12 +68,13 @@ def _types(op, a, *others):
     return "float", fmt
 
 
-def _row_plan(cols):
-    """(threads per row, values per thread) for rows ``cols`` wide; 0 = unbounded loop."""
+def _row_plan(cols, low=False):
+    """(threads per row, values per thread) for rows ``cols`` wide (``low``: 16-bit storage);
+    0 = unbounded loop."""
     for vpt in ROW_WARP_VPT:
         if cols <= 32 * vpt:
             return 32, vpt
-    for vpt in ROW_BLOCK_VPT:
+    for vpt in ROW_BLOCK_VPT_LOW if low else ROW_BLOCK_VPT:
         if vpt and cols <= ROW_BLOCK_THREADS * vpt:
             return ROW_BLOCK_THREADS, vpt
     return ROW_BLOCK_THREADS, 0
@@ -108,7 +114,7 @@ def _rows(kind, types, out, arrays):
     if rows == 0:
         return out
     rt.check_i32(kind, cols=cols)
-    threads, vpt = _row_plan(cols)
+    threads, vpt = _row_plan(cols, fmt is not None)
     grid, block = _row_grid(rows, threads,
                             narrow_rows_per_block(cols) if (threads, vpt) == (32, 1) else None)
     rt.launch(SOURCE, row_name(kind, ctype, threads, vpt, fmt), (grid,), block,
