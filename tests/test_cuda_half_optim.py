@@ -118,3 +118,40 @@ def test_model_params_bad_input(module, monkeypatch):
                         model_params=[np.ones(3, F16)], **kw)
     with pytest.raises(ValueError, match="model copies|differ in length"):
         module.sgd_step([p], [g], [None], model_params=[], **kw)
+
+
+@pytest.mark.parametrize("low", [F16, BF16], ids=str)
+def test_optimizer_hands_half_gradients_and_parameters_to_the_kernel(monkeypatch, low):
+    """pydl.optim's master-weight path calls the backend step once with the float32 masters,
+    the half gradients as they are and the half parameters as ``model_params`` (what lets the
+    CUDA kernel write both copies); the real kernel then runs and gives the old result."""
+    import pydl
+
+    calls = []
+    real = cpu.adam_step
+
+    def spy(params, grads, *states, **hyper):
+        calls.append(([p.dtype for p in params], [g.dtype for g in grads],
+                      hyper.get("model_params")))
+        return real(params, grads, *states, **hyper)
+
+    monkeypatch.setattr(cpu, "adam_step", spy)
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 5)).astype(low)
+    g = rng.standard_normal((3, 5)).astype(low)
+    p = pydl.nn.Parameter(pydl.tensor(w0))
+    opt = pydl.optim.AdamW([p], lr=1e-2, weight_decay=0.1)
+    for _ in range(2):
+        p.grad = pydl.tensor(g)
+        opt.step()
+    assert len(calls) == 2
+    dtypes, gdtypes, models = calls[-1]
+    assert dtypes == [F32] and gdtypes == [low] and models[0] is p.data
+    # the same two steps by hand: float32 master, widened gradient, one rounding
+    master, m, v = w0.astype(F32), np.zeros((3, 5), F32), np.zeros((3, 5), F32)
+    for step in (1, 2):
+        real([master], [g.astype(F32)], [m], [v], None, lr=1e-2, beta1=0.9,
+                      beta2=0.999, eps=1e-8, weight_decay=0.1, step=step, amsgrad=False,
+                      decoupled_weight_decay=True, maximize=False)
+    assert np.array_equal(opt.state[p]["master_param"], master)
+    assert np.array_equal(p.data.view(np.uint16), master.astype(low).view(np.uint16))

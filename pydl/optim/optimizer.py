@@ -14,10 +14,11 @@ Low-precision parameters (float16, bfloat16) get float32 master weights: the sta
 float32 copy ``master_param`` and float32 moments; the kernel (``model_params``) steps the
 float32 copy with the gradient widened to float32 and writes the rounded result into the
 parameter (both copies written every step: in one pass on CUDA, whose step kernels read
-the half gradients directly). The master copy is in ``state_dict()``, so a checkpoint resumes exactly;
-a parameter changed outside the optimizer (``load_state_dict`` on the model, an in-place
-write) is re-read into its master copy at the next step. A low-precision parameter may carry
-a float32 ``.grad`` (``GradScaler.unscale_`` leaves one, so small gradients do not underflow).
+the half gradients directly). The master copy is in ``state_dict()``, so a checkpoint
+resumes exactly; a parameter changed outside the optimizer (``load_state_dict`` on the
+model, an in-place write) is re-read into its master copy at the next step. A low-precision
+parameter may carry a float32 ``.grad`` (``GradScaler.unscale_`` leaves one, so small
+gradients do not underflow).
 """
 
 from __future__ import annotations

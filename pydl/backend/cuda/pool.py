@@ -106,7 +106,8 @@ def avg_pool2d_backward(gy, x_shape, kernel_size, stride, padding, count_include
         if gy.size == 0:
             gx[...] = 0
         else:
-            rt.launch(SOURCE, name, (rt.grid_1d(gx.size),), rt.BLOCK, (rt.contig(gy), gx, np.int64(gx.size))
+            rt.launch(SOURCE, name, (rt.grid_1d(gx.size),), rt.BLOCK,
+                      (rt.contig(gy), gx, np.int64(gx.size))
                       + _window_args(h, w, ho, wo, kernel_size, stride, padding)
                       + (np.int32(bool(count_include_pad)),))
     return gx
