@@ -22,6 +22,7 @@ from test_cuda_kernels import NON_NEGATIVE_STATES, OPT_SIZES, OPTIMIZERS, _opt_c
 from pydl.backend import cpu
 from pydl.backend import cuda as backend
 from pydl.backend.cpu import reference as ref
+from pydl.backend.cuda import graph, runtime
 
 F16, BF16, F32 = np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16), np.dtype(np.float32)
 SIZES = OPT_SIZES + [(8193,)]
@@ -45,6 +46,33 @@ def _offset(dev, a):
 @pytest.mark.parametrize("grad_kind", ["half", "float32"])
 @pytest.mark.parametrize("which", list(OPTIMIZERS))
 def test_step_writes_master_and_half_copy(dev, low, grad_kind, which):
+    _check_steps(dev, low, grad_kind, which)
+
+
+@pytest.mark.parametrize("low", [F16, BF16], ids=str)
+@pytest.mark.parametrize("which", ["sgd_momentum", "adamw_amsgrad", "rmsprop_centered_momentum",
+                                   "adagrad"])
+def test_step_scalars_from_device(dev, monkeypatch, low, which):
+    """As in a CUDA graph replay: the scalar arguments are NaN and the real values come from
+    the device slot, so the update is right only if the half-copy instances read it."""
+    def slot(values, slot_dtype, key):
+        return dev.put(np.asarray(values, slot_dtype))
+
+    launch = runtime.launch
+
+    def nan_scalars(filename, name_expr, grid, block, args):
+        if filename == "optim.cu":  # (ptrs, chunks, ntensors, nchunks, dyn, *scalars, flags)
+            args = args[:5] + tuple(type(v)(np.nan) for v in args[5:-1]) + args[-1:]
+        launch(filename, name_expr, grid, block, args)
+
+    monkeypatch.setattr(graph, "active", lambda: True)
+    monkeypatch.setattr(graph, "scalar_slot", slot)
+    monkeypatch.setattr(runtime, "launch", nan_scalars)
+    _check_steps(dev, low, "half", which)
+
+
+def _check_steps(dev, low, grad_kind, which):
+    """Three steps of ``which`` with half model copies against the float32 reference."""
     name, count, kw = OPTIMIZERS[which]
     rng = np.random.default_rng(len(which) + 7)
     models = [rng.standard_normal(s).astype(low) for s in SIZES]
