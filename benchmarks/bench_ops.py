@@ -7,7 +7,8 @@ of both run interleaved (a, b, a, b...) and the table gives pydl/torch time (bel
 faster) with CPU time next to wall time (robust to a shared machine). Both libraries run on
 one thread by default (``--threads``).
 
-    python benchmarks/bench_ops.py [--quick]          # writes <results>/ops.json and ops.md
+    python benchmarks/bench_ops.py [--quick] [--only topk,cumprod]
+                                          # writes <results>/ops.json and ops.md
 """
 
 from __future__ import annotations
@@ -106,11 +107,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="threads for both libraries (default 1: on a shared machine, "
                          "OpenMP threads waiting for a busy core distort the ratios)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated substrings: run only the cases whose name has one")
     args = ap.parse_args(argv)
+    wanted = [w for w in args.only.split(",") if w]
     pydl.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     rows, records = [], []
     for name, (fn, shapes) in cases(args.quick).items():
+        if wanted and not any(w in name for w in wanted):
+            continue
         ok, err = validate(fn, shapes)
         if not ok:
             rows.append([name, "INVALID", f"{err:.1e}", "-", "-", "-"])

@@ -83,7 +83,7 @@ def _gpu_line() -> str:
 
 
 BENCH_SCRIPTS = {"cpu": "bench_cpu.py", "gpu": "bench_gpu.py", "train": "bench_train.py",
-                 "plot": "plot.py"}
+                 "ops": "bench_ops.py", "plot": "plot.py"}
 
 
 def bench(args) -> int:
@@ -112,7 +112,9 @@ def bench(args) -> int:
           + (" (the committed tables: review the diff before committing)"
              if os.path.realpath(results) == os.path.realpath(committed) else ""), flush=True)
     extra = {"gpu": ["--quick"] if args.quick else [],
-             "train": (["--quick"] if args.quick else []) + ["--threads", str(args.threads)]}
+             "train": (["--quick"] if args.quick else []) + ["--threads", str(args.threads)],
+             "ops": (["--quick"] if args.quick else [])
+             + (["--threads", str(args.threads)] if args.threads > 0 else [])}
     status = 0
     for part in chosen:
         cmd = [sys.executable, os.path.join(folder, BENCH_SCRIPTS[part]), *extra.get(part, [])]
@@ -145,7 +147,8 @@ def main(argv=None) -> int:
     add_arguments(train)
     bench_parser = sub.add_parser(
         "bench", help="run the benchmark suite of a source checkout (CPU, GPU when present, "
-        "training steps vs PyTorch, plots); results in runs/bench/ unless --results"
+        "training steps and composed ops vs PyTorch, plots); results in runs/bench/ unless "
+        "--results"
     )
     bench_parser.add_argument("--quick", action="store_true",
                               help="fewer batch sizes and runs (the GPU kernels too)")

@@ -425,6 +425,12 @@ class Tensor:
                     "memory (an expand()/broadcast_to() view): one write would land in several "
                     "elements. Write into a .clone() instead."
                 )
+        if not getattr(self.data.flags, "writeable", True):  # (CuPy arrays have no such flag)
+            raise RuntimeError(
+                f"in-place write into a read-only tensor of shape {self.shape} (e.g. the "
+                "diagonal() of an expand()/broadcast_to() view, or memory NumPy marks "
+                "read-only). Write into a .clone() instead."
+            )
 
     def _needs_graph(self, args=()):
         """Whether an in-place op on self (with ``args``) must be recorded by autograd."""

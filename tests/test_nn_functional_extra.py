@@ -151,6 +151,34 @@ def test_pool3d_gradcheck_and_torch(case, kind, device):
         k3 = kernel if isinstance(kernel, tuple) else (kernel,) * 3
         s3 = k3 if stride is None else stride if isinstance(stride, tuple) else (stride,) * 3
         assert_close(host(y), _pool3d_ref(x_np, k3, s3, kind == "max"), rtol=1e-12, atol=1e-12)
+    if kind == "max":  # return_indices: PyTorch's flat (d * H + h) * W + w, same values
+        y2, idx = F.max_pool3d(leaf(x_np, device), kernel, stride, padding, ceil_mode=ceil_mode,
+                               return_indices=True)
+        _, tidx = torch.nn.functional.max_pool3d(torch.tensor(x_np), kernel, stride, padding,
+                                                 ceil_mode=ceil_mode, return_indices=True)
+        assert idx.dtype == pydl.int64
+        np.testing.assert_array_equal(host(idx), tidx.numpy())
+        assert_close(host(y2), host(y), rtol=0, atol=0)
+        flat = x_np.reshape(2, 3, -1)
+        picked = np.take_along_axis(flat, host(idx).reshape(2, 3, -1), axis=-1)
+        assert_close(picked.reshape(y.shape), host(y), rtol=0, atol=0)  # the max is there
+
+
+def test_max_pool3d_indices_ties_take_the_first(device):
+    """Ties pick the first maximum in (d, h, w) order, as PyTorch (also dilated): an all-equal
+    volume gives each box's first corner."""
+    torch = pytest.importorskip("torch")
+    x_np = np.random.default_rng(9).integers(0, 2, size=(2, 3, 5, 6, 4)).astype(np.float64)
+    for kw in (dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+               dict(kernel_size=(2, 3, 2), stride=1, ceil_mode=True),
+               dict(kernel_size=2, dilation=(2, 1, 2)),
+               dict(kernel_size=3, stride=2, padding=1, dilation=2, ceil_mode=True)):
+        _, idx = F.max_pool3d(leaf(x_np, device), return_indices=True, **kw)
+        _, tidx = torch.nn.functional.max_pool3d(torch.tensor(x_np), return_indices=True, **kw)
+        np.testing.assert_array_equal(host(idx), tidx.numpy(), err_msg=str(kw))
+    _, idx = F.max_pool3d(leaf(np.ones((1, 1, 4, 4, 4)), device), 2, return_indices=True)
+    d, h, w = np.meshgrid(*[np.arange(0, 4, 2)] * 3, indexing="ij")
+    np.testing.assert_array_equal(host(idx)[0, 0], (d * 4 + h) * 4 + w)
 
 
 def test_pool3d_unbatched_divisor_override_and_errors(device):
@@ -161,8 +189,10 @@ def test_pool3d_unbatched_divisor_override_and_errors(device):
     assert y.shape == (2, 2, 2, 2)
     assert_close(host(y), ty.numpy(), rtol=1e-12, atol=1e-12)
     assert F.max_pool3d(leaf(x_np, device), 2).shape == (2, 2, 2, 2)
-    with pytest.raises(NotImplementedError, match="return_indices"):
-        F.max_pool3d(leaf(x_np, device), 2, return_indices=True)
+    y, idx = F.max_pool3d(leaf(x_np, device), 2, return_indices=True)  # unbatched
+    ty, tidx = torch.nn.functional.max_pool3d(torch.tensor(x_np), 2, return_indices=True)
+    assert idx.shape == (2, 2, 2, 2) and idx.dtype == pydl.int64
+    np.testing.assert_array_equal(host(idx), tidx.numpy())
     with pytest.raises(ValueError, match="max_pool3d: expected a 4-D"):
         F.max_pool3d(leaf(rnd(3, 4, 4), device), 2)
     with pytest.raises(ValueError, match="padding should be at most half"):

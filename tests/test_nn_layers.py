@@ -111,6 +111,10 @@ def r64(*shape, requires_grad=True):
     (lambda: nn.AdaptiveAvgPool2d((2, 3)), (1, 2, 5, 7)),
     (lambda: nn.AdaptiveMaxPool2d(2), (1, 2, 5, 5)),
     (lambda: nn.MaxPool1d(2), (1, 2, 6)),
+    (lambda: nn.Conv3d(2, 4, (2, 3, 2), stride=(1, 2, 1), padding=1, groups=2), (1, 2, 3, 5, 4)),
+    (lambda: nn.Conv3d(1, 2, 2, padding="same", padding_mode="replicate"), (1, 1, 3, 3, 4)),
+    (lambda: nn.MaxPool3d(2, stride=(1, 2, 2), padding=1), (1, 2, 3, 4, 5)),
+    (lambda: nn.AvgPool3d(2, stride=1, padding=1, count_include_pad=False), (1, 2, 2, 3, 3)),
     (lambda: nn.AvgPool1d(3, stride=2), (1, 2, 7)),
     (lambda: nn.Flatten(), (2, 3, 2, 2)),
     (lambda: nn.Unflatten(1, (2, 3)), (2, 6)),
@@ -240,6 +244,15 @@ def test_conv1d_parity(torch, seed, dtype, device):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", _seeds(5))
+def test_conv3d_parity(torch, seed, dtype, device):
+    rng = np.random.default_rng(500 + seed)
+    cin, cout, k, kw, shape = _conv_config(rng, 3)
+    check_parity(torch, nn.Conv3d(cin, cout, k, **kw), torch.nn.Conv3d(cin, cout, k, **kw),
+                 [rng.standard_normal(shape)], dtype, device)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("seed", _seeds(6))
 def test_conv_transpose2d_parity(torch, seed, dtype, device):
     rng = np.random.default_rng(200 + seed)
@@ -304,6 +317,43 @@ def test_pool1d_parity(torch, seed, dtype, device):
     kw = _pool_config(rng, False)
     check_parity(torch, nn.AvgPool1d(**kw), torch.nn.AvgPool1d(**kw),
                  [rng.standard_normal(shape)], dtype, device)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", _seeds(4))
+def test_pool3d_parity(torch, seed, dtype, device):
+    rng = np.random.default_rng(600 + seed)
+    shape = (2, 2) + tuple(int(v) for v in rng.integers(4, 7, size=3))
+    kw = _pool_config(rng, True)
+    check_parity(torch, nn.MaxPool3d(**kw), torch.nn.MaxPool3d(**kw),
+                 [rng.standard_normal(shape)], dtype, device)
+    kw = _pool_config(rng, False)
+    if seed % 2 == 0:
+        kw["divisor_override"] = 3
+    check_parity(torch, nn.AvgPool3d(**kw), torch.nn.AvgPool3d(**kw),
+                 [rng.standard_normal(shape)], dtype, device)
+
+
+def test_maxpool3d_return_indices_match_torch(torch, device):
+    """The module returns (values, indices); the indices are PyTorch's flat ones, also with
+    padding, ceil_mode, unbatched input and ties (the first maximum in (d, h, w) order)."""
+    rng = np.random.default_rng(11)
+    cases = [
+        (dict(kernel_size=2), (2, 3, 4, 6, 5), False),
+        (dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), padding=1, ceil_mode=True),
+         (1, 2, 5, 4, 7), False),
+        (dict(kernel_size=2, stride=1), (2, 3, 4, 4), False),            # unbatched
+        (dict(kernel_size=3, stride=2, padding=1), (1, 2, 5, 5, 5), True),  # many ties
+    ]
+    for kw, shape, ties in cases:
+        a = rng.integers(0, 3, size=shape).astype(np.float64) if ties else \
+            rng.standard_normal(shape)
+        y, idx = nn.MaxPool3d(**kw, return_indices=True)(
+            pydl.tensor(a, dtype=pydl.float64, device=device))
+        ty, tidx = torch.nn.MaxPool3d(**kw, return_indices=True)(torch.tensor(a))
+        assert idx.dtype == pydl.int64 and idx.shape == tuple(tidx.shape), kw
+        assert_close(y, ty.numpy(), rtol=0, atol=0)
+        np.testing.assert_array_equal(idx.numpy(), tidx.numpy(), err_msg=str(kw))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -651,6 +701,7 @@ def test_default_init_matches_torch_distribution(torch):
     torch.manual_seed(0)
     cases = [("Linear", (300, 200), 300), ("Conv2d", (16, 32, 3), 16 * 9),
              ("ConvTranspose2d", (32, 16, 3), 16 * 9), ("Conv1d", (8, 64, 5), 8 * 5),
+             ("Conv3d", (4, 16, 3), 4 * 27),
              ("Bilinear", (30, 20, 50), 30)]
     for name, args, fan_in in cases:
         ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)

@@ -102,6 +102,44 @@ def test_topk_ties_keep_original_order(device):
     assert v.tolist() == [3.0, 3.0] and i.tolist() == [1, 2]
 
 
+def _stable_topk_ref(a, k, axis, largest):
+    """Indices of a full stable sort (NaN largest), cut at k: what topk must equal."""
+    key = np.where(np.isnan(a), np.inf, a) if a.dtype.kind == "f" else a
+    rank = np.isnan(a).astype(np.int8) if a.dtype.kind == "f" else np.zeros(a.shape, np.int8)
+    # lexsort: last key is primary; NaN above +inf, then the value, then the index (stable)
+    moved_key, moved_rank = np.moveaxis(key, axis, -1), np.moveaxis(rank, axis, -1)
+    pos = np.broadcast_to(np.arange(moved_key.shape[-1]), moved_key.shape)
+    sign = -1 if largest else 1
+    idx = np.lexsort((pos, sign * moved_key, sign * moved_rank), axis=-1)[..., :k]
+    return np.moveaxis(idx, -1, axis)
+
+
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("kind", ["float-ties", "float-nan", "int"])
+def test_topk_partition_matches_a_stable_full_sort(kind, largest, device):
+    """topk partitions instead of sorting the row; among equal values at the cut it must keep
+    the first ones, and order its k as a stable sort would (NaN largest), for every k."""
+    rng = np.random.default_rng(8)
+    if kind == "int":
+        a = rng.integers(-3, 3, (5, 23)).astype(np.int64)
+    else:
+        a = rng.integers(0, 4, (5, 23)).astype(np.float64)
+        if kind == "float-nan":
+            a[rng.random(a.shape) < 0.2] = np.nan
+            a[0, -3:] = [np.inf, -np.inf, np.nan]
+    x = pydl.tensor(a, device=device)
+    for dim in (1, 0):
+        for k in range(a.shape[dim] + 1):
+            v, i = x.topk(k, dim=dim, largest=largest)
+            ref = _stable_topk_ref(a, k, dim, largest)
+            np.testing.assert_array_equal(host(i), ref, err_msg=f"dim={dim} k={k}")
+            np.testing.assert_array_equal(host(v), np.take_along_axis(a, ref, axis=dim))
+    if kind != "int":  # torch's ties come in no promised order: compare the values only
+        torch = pytest.importorskip("torch")
+        tv, _ = torch.tensor(a).topk(7, dim=1, largest=largest)
+        np.testing.assert_array_equal(host(x.topk(7, dim=1, largest=largest).values), tv.numpy())
+
+
 # -- running reductions ---------------------------------------------------------------------
 SCAN_SHAPE_DIMS = [((1,), 0), ((9,), 0), ((3, 17), 1), ((6, 2, 5), 0), ((2, 3, 4), -1)]
 
@@ -127,6 +165,30 @@ def test_cumprod_with_zeros_matches_torch(device):
     assert gradcheck(lambda t: t.cumprod(1), [leaf(a, device)])
     i = pydl.tensor([1, 2, 3], dtype=pydl.int32, device=device).cumprod(0)
     assert i.dtype == pydl.int64 and i.tolist() == [1, 2, 6]
+
+
+def test_cumprod_one_pass_and_scan_paths_agree(device):
+    """Without a zero (or without autograd) cumprod is xp.cumprod with a ``/ x`` backward;
+    with a zero and a gradient it is the scan. Both match NumPy and torch, first and second
+    order (the one-pass backward records itself again under create_graph)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    a = rng.uniform(0.5, 1.5, (3, 11)) * rng.choice([-1, 1], (3, 11))
+    with pydl.no_grad():
+        y = leaf(a, device).cumprod(1)
+    assert not y.requires_grad
+    assert_close(host(y), np.cumprod(a, axis=1), rtol=1e-13, atol=1e-15)
+    big = pydl.tensor(np.arange(1, 21), device=device).cumprod(0)  # int64, exact
+    assert big.tolist() == np.cumprod(np.arange(1, 21, dtype=np.int64)).tolist()
+    for arr in (a, np.where(rng.random(a.shape) < 0.2, 0.0, a)):
+        x = leaf(arr, device)
+        (gx,) = pydl.autograd.grad((x.cumprod(1) ** 2).sum(), [x], create_graph=True)
+        (ggx,) = pydl.autograd.grad((gx * leaf(a, device, False)).sum(), [x])
+        tx = torch.tensor(arr, requires_grad=True)
+        (tgx,) = torch.autograd.grad((tx.cumprod(1) ** 2).sum(), [tx], create_graph=True)
+        (tggx,) = torch.autograd.grad((tgx * torch.tensor(a)).sum(), [tx])
+        assert_close(host(gx), tgx.detach().numpy(), rtol=1e-12, atol=1e-13)
+        assert_close(host(ggx), tggx.numpy(), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape,dim", SCAN_SHAPE_DIMS, ids=str)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import pydl
-from pydl.testing import assert_close, gradcheck
+from pydl.testing import assert_close, gradcheck, gradgradcheck
 
 
 def leaf(arr, device, requires_grad=True):
@@ -77,6 +77,42 @@ def test_structure_forward_gradcheck_torch(name, fn, ref, tfn, shape, device):
     x = leaf(a, device)
     (fn(x) * leaf(w, device, False)).sum().backward()
     assert_close(host(x.grad), tx.grad.numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_diagonal_is_a_view_as_in_torch(device):
+    """A write into ``diagonal`` reaches the input; autograd follows the write (first and
+    second order), as in PyTorch."""
+    torch = pytest.importorskip("torch")
+    base = np.arange(24.0).reshape(2, 3, 4)
+    x = pydl.tensor(base, dtype=pydl.float64, device=device)
+    d = x.diagonal(1, 1, 2)
+    d.mul_(-1.0)
+    tx = torch.tensor(base)
+    tx.diagonal(1, 1, 2).mul_(-1.0)
+    np.testing.assert_array_equal(host(x), tx.numpy())
+    np.testing.assert_array_equal(host(d), tx.diagonal(1, 1, 2).numpy())
+    m = pydl.tensor(base[0], dtype=pydl.float64, device=device)
+    pydl.diag(m).mul_(0.0)  # diag stays a copy, as torch.diag
+    np.testing.assert_array_equal(host(m), base[0])
+    e = pydl.tensor(base[0, 0], dtype=pydl.float64, device=device).expand(4, 4).diagonal()
+    if not getattr(e.data.flags, "writeable", True):  # NumPy: a broadcast stays read-only
+        with pytest.raises(RuntimeError, match="in-place write into a read-only tensor"):
+            e.mul_(2.0)
+    a_np = np.random.default_rng(3).standard_normal((4, 3))
+    a = leaf(a_np, device)
+    y = a * 1.0
+    y.diagonal(-1).mul_(a.diagonal(-1) * 2.0)  # y's sub-diagonal becomes 2 a_ii^2
+    (gy,) = pydl.autograd.grad((y ** 3).sum(), [a], create_graph=True)
+    (gg,) = pydl.autograd.grad((gy * leaf(a_np, device, False)).sum(), [a])
+    ta = torch.tensor(a_np, requires_grad=True)
+    ty = ta * 1.0
+    ty.diagonal(-1).mul_(ta.diagonal(-1) * 2.0)
+    (tgy,) = torch.autograd.grad((ty ** 3).sum(), [ta], create_graph=True)
+    (tgg,) = torch.autograd.grad((tgy * torch.tensor(a_np)).sum(), [ta])
+    assert_close(host(y), ty.detach().numpy(), rtol=1e-13, atol=1e-13)
+    assert_close(host(gy), tgy.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert_close(host(gg), tgg.numpy(), rtol=1e-12, atol=1e-12)
+    assert gradgradcheck(lambda t: t.diagonal(1, 0, 1) ** 2, [leaf(a_np, device)])
 
 
 def test_structure_keeps_integer_dtypes(device):

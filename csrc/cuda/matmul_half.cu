@@ -16,73 +16,9 @@
 // fragment register is one 32-bit load of two consecutive k), zero outside M, N and K.
 // Global reads run along the stored rows (coalesced for either transpose). Row pitch 40
 // halves (20 words): the 8 rows x 4 words a warp reads per fragment hit 32 distinct banks.
-#include "common.cuh"
+#include "half.cuh"
 
 namespace pydl {
-
-typedef unsigned short u16;
-
-// The two storage formats: conversions to and from float and the warp-level MMA.
-// Fragment layout of mma.m16n8k16 (g = lane / 4, t = lane % 4; each u32 holds two
-// consecutive-k halves, the lower k in the low 16 bits):
-//   a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]}, b = {B[2t..][g], B[2t+8..][g]},
-//   d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
-struct f16 {
-    __device__ __forceinline__ static float to_float(u16 h) {
-#ifdef PYDL_HOST_EMULATION
-        return pydl_emu_half_to_float(h);
-#else
-        float f;
-        asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-        return f;
-#endif
-    }
-    __device__ __forceinline__ static u16 from_float(float f) {
-#ifdef PYDL_HOST_EMULATION
-        return pydl_emu_float_to_half(f);
-#else
-        u16 h;
-        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-        return h;
-#endif
-    }
-    __device__ __forceinline__ static void mma(float* d, const u32* a, const u32* b) {
-#ifdef PYDL_HOST_EMULATION
-        pydl_emu_mma_16x8x16(d, a, b, pydl_emu_half_to_float);
-#else
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-    }
-};
-
-struct bf16 {
-    // bfloat16 is the top half of a float32: widening is exact
-    __device__ __forceinline__ static float to_float(u16 h) { return __uint_as_float((u32)h << 16); }
-    __device__ __forceinline__ static u16 from_float(float f) {
-#ifdef PYDL_HOST_EMULATION
-        return pydl_emu_float_to_bfloat16(f);
-#else
-        u16 h;
-        asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(f));
-        return h;
-#endif
-    }
-    __device__ __forceinline__ static void mma(float* d, const u32* a, const u32* b) {
-#ifdef PYDL_HOST_EMULATION
-        pydl_emu_mma_16x8x16(d, a, b, pydl_emu_bfloat16_to_float);
-#else
-        asm volatile(
-            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-            "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-            : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#endif
-    }
-};
 
 __device__ __forceinline__ u32 load_pair(const u16* p) { return *reinterpret_cast<const u32*>(p); }
 

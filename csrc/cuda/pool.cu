@@ -17,7 +17,13 @@
 // avg_pool2d_backward: gather: each input element sums gy / divisor over the windows that
 //   contain it (oh in [ceil((ih + ph - kH + 1) / sh), (ih + ph) / sh] clipped to [0, Ho)),
 //   so every element is written once and no atomics are needed.
-#include "common.cuh"
+//
+// Storage: the last template argument S is the storage of x, y, gy and gx: S = T (the
+// default; float or double), or S = f16 / bf16 (half.cuh) with T = float: 16-bit arrays,
+// float32 comparisons and sums, each output rounded once (a max is exact). Exception:
+// max_pool2d_backward's gx is always T, the float32 scatter-add target, which the caller
+// rounds to the 16-bit dtype afterwards (16-bit atomics would round at every add).
+#include "half.cuh"
 
 namespace pydl {
 
@@ -32,9 +38,10 @@ __device__ __forceinline__ void split_index(i64 i, int plane_size, bool small, i
     }
 }
 
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256)
-max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64* __restrict__ argmax,
+max_pool2d_forward_kernel(const typename Mem<T, S>::type* __restrict__ x,
+                          typename Mem<T, S>::type* __restrict__ y, i64* __restrict__ argmax,
                           i64 total, int H, int W, int Ho, int Wo, int kh, int kw, int sh, int sw,
                           int ph, int pw) {
     const bool small = total <= 0xffffffffLL;
@@ -43,7 +50,7 @@ max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64* __res
         int r;
         split_index(i, Ho * Wo, small, plane, r);
         const int oh = r / Wo, ow = r - oh * Wo;
-        const T* xp = x + plane * H * W;
+        const typename Mem<T, S>::type* xp = x + plane * H * W;
         const int h0 = oh * sh - ph, w0 = ow * sw - pw;
         const int h_lo = imax(h0, 0), h_hi = imin(h0 + kh, H);
         const int w_lo = imax(w0, 0), w_hi = imin(w0 + kw, W);
@@ -51,34 +58,36 @@ max_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64* __res
         int arg = -1;
         for (int ih = h_lo; ih < h_hi; ++ih) {
             for (int iw = w_lo; iw < w_hi; ++iw) {
-                const T v = xp[ih * W + iw];
+                const T v = Mem<T, S>::get(xp, ih * W + iw);
                 if (arg < 0 || v > best || (d_isnan(v) && !d_isnan(best))) {
                     best = v;
                     arg = ih * W + iw;
                 }
             }
         }
-        y[i] = best;
+        Mem<T, S>::put(y, i, best);
         argmax[i] = arg;
     }
 }
 
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256)
-max_pool2d_backward_kernel(const T* __restrict__ gy, const i64* __restrict__ argmax,
+max_pool2d_backward_kernel(const typename Mem<T, S>::type* __restrict__ gy,
+                           const i64* __restrict__ argmax,
                            T* __restrict__ gx, i64 total, int HoWo, int HW) {
     const bool small = total <= 0xffffffffLL;
     for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
         const i64 a = argmax[i];
         if (a < 0) continue;
         const i64 plane = small ? (i64)((unsigned)i / (unsigned)HoWo) : i / HoWo;
-        atomicAdd(gx + plane * HW + a, gy[i]);
+        atomicAdd(gx + plane * HW + a, Mem<T, S>::get(gy, i));
     }
 }
 
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256)
-avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 total, int H, int W,
+avg_pool2d_forward_kernel(const typename Mem<T, S>::type* __restrict__ x,
+                          typename Mem<T, S>::type* __restrict__ y, i64 total, int H, int W,
                           int Ho, int Wo, int kh, int kw, int sh, int sw, int ph, int pw,
                           int count_include_pad) {
     const bool small = total <= 0xffffffffLL;
@@ -87,21 +96,22 @@ avg_pool2d_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 total,
         int r;
         split_index(i, Ho * Wo, small, plane, r);
         const int oh = r / Wo, ow = r - oh * Wo;
-        const T* xp = x + plane * H * W;
+        const typename Mem<T, S>::type* xp = x + plane * H * W;
         const int h0 = oh * sh - ph, w0 = ow * sw - pw;
         const int h_lo = imax(h0, 0), h_hi = imin(h0 + kh, H);
         const int w_lo = imax(w0, 0), w_hi = imin(w0 + kw, W);
         T sum = T(0);
         for (int ih = h_lo; ih < h_hi; ++ih)
-            for (int iw = w_lo; iw < w_hi; ++iw) sum += xp[ih * W + iw];
+            for (int iw = w_lo; iw < w_hi; ++iw) sum += Mem<T, S>::get(xp, ih * W + iw);
         const int div = count_include_pad ? kh * kw : imax(h_hi - h_lo, 0) * imax(w_hi - w_lo, 0);
-        y[i] = sum / T(div);
+        Mem<T, S>::put(y, i, sum / T(div));
     }
 }
 
-template <typename T>
+template <typename T, typename S = T>
 __global__ void __launch_bounds__(256)
-avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, i64 total, int H, int W,
+avg_pool2d_backward_kernel(const typename Mem<T, S>::type* __restrict__ gy,
+                           typename Mem<T, S>::type* __restrict__ gx, i64 total, int H, int W,
                            int Ho, int Wo, int kh, int kw, int sh, int sw, int ph, int pw,
                            int count_include_pad) {
     const bool small = total <= 0xffffffffLL;
@@ -113,7 +123,7 @@ avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, i64 tot
         const int hp = ih + ph, wp = iw + pw;
         const int oh_lo = hp < kh ? 0 : (hp - kh) / sh + 1, oh_hi = imin(hp / sh, Ho - 1);
         const int ow_lo = wp < kw ? 0 : (wp - kw) / sw + 1, ow_hi = imin(wp / sw, Wo - 1);
-        const T* gp = gy + plane * Ho * Wo;
+        const typename Mem<T, S>::type* gp = gy + plane * Ho * Wo;
         T sum = T(0);
         for (int oh = oh_lo; oh <= oh_hi; ++oh) {
             const int h0 = oh * sh - ph;
@@ -124,10 +134,10 @@ avg_pool2d_backward_kernel(const T* __restrict__ gy, T* __restrict__ gx, i64 tot
                     const int w0 = ow * sw - pw;
                     div = hn * (imin(w0 + kw, W) - imax(w0, 0));
                 }
-                sum += gp[oh * Wo + ow] * d_rcp(T(div));
+                sum += Mem<T, S>::get(gp, oh * Wo + ow) * d_rcp(T(div));
             }
         }
-        gx[i] = sum;
+        Mem<T, S>::put(gx, i, sum);
     }
 }
 

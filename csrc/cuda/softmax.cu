@@ -22,7 +22,14 @@
 // label smoothing, sum_c w_c and sum_c w_c (x_c - x_0) (shifted by the row's first logit to
 // avoid cancellation). A target outside [0, C) that is not ignore_index gets loss 0 and
 // atomicMin's its row into `bad_row` (initialised to rows by the caller, who raises).
-#include "common.cuh"
+//
+// Storage: every kernel takes a last template argument S, the storage of its floating-point
+// arrays: S = T (the default: float or double arrays), or S = f16 / bf16 (half.cuh) with
+// T = float: float16 / bfloat16 arrays read and written as 16-bit words, all the math (max,
+// exp, sums, logsumexp) in float32 registers, each output rounded once. Half the bytes of a
+// float32 row move, which is what these memory-bound kernels cost. Cross-entropy's
+// weight_sum is always T.
+#include "half.cuh"
 
 namespace pydl {
 
@@ -56,9 +63,12 @@ template <class Op, typename T> __device__ __forceinline__ T subwarp_reduce(T v,
 }
 
 // OP forward: a = x. OP backward: a = gy, b = y.
-template <typename T, int OP, int THREADS, int VPT>
-__device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* __restrict__ b,
-                                             T* __restrict__ out, i64 rows, int cols) {
+template <typename T, typename S, int OP, int THREADS, int VPT>
+__device__ __forceinline__ void softmax_rows(const typename Mem<T, S>::type* __restrict__ a,
+                                             const typename Mem<T, S>::type* __restrict__ b,
+                                             typename Mem<T, S>::type* __restrict__ out, i64 rows,
+                                             int cols) {
+    typedef Mem<T, S> M;
     constexpr bool FWD = OP == SOFTMAX_FWD || OP == LOG_SOFTMAX_FWD;
     constexpr bool NARROW = THREADS == 32 && VPT == 1;
     __shared__ T red[2][32];
@@ -88,8 +98,8 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
 #pragma unroll
         for (int i = 0; i < VPT; ++i) {
             const int c = i * THREADS + lane;
-            va[i] = c < ncols ? a[c] : (FWD ? neg_inf<T>() : T(0));
-            if (!FWD) vb[i] = c < ncols ? b[c] : T(0);
+            va[i] = c < ncols ? M::get(a, c) : (FWD ? neg_inf<T>() : T(0));
+            if (!FWD) vb[i] = c < ncols ? M::get(b, c) : T(0);
         }
         if (FWD) {
             T m = neg_inf<T>();
@@ -110,7 +120,7 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
 #pragma unroll
             for (int i = 0; i < VPT; ++i) {
                 const int c = i * THREADS + lane;
-                if (c < ncols) out[c] = OP == SOFTMAX_FWD ? vb[i] / s : (va[i] - m) - ls;
+                if (c < ncols) M::put(out, c, OP == SOFTMAX_FWD ? vb[i] / s : (va[i] - m) - ls);
             }
         } else {
             T s = T(0);
@@ -121,82 +131,91 @@ __device__ __forceinline__ void softmax_rows(const T* __restrict__ a, const T* _
             for (int i = 0; i < VPT; ++i) {
                 const int c = i * THREADS + lane;
                 if (c < ncols)
-                    out[c] = OP == SOFTMAX_BWD ? vb[i] * (va[i] - s) : va[i] - d_exp(vb[i]) * s;
+                    M::put(out, c, OP == SOFTMAX_BWD ? vb[i] * (va[i] - s) : va[i] - d_exp(vb[i]) * s);
             }
         }
     } else if (FWD) {
         T m = neg_inf<T>(), s = T(0);
 #pragma unroll(PYDL_ROW_UNROLL(T))
-        for (int c = lane; c < cols; c += THREADS) ms_add(m, s, a[c]);
+        for (int c = lane; c < cols; c += THREADS) ms_add(m, s, M::get(a, c));
         group_reduce_ms<THREADS>(m, s, red[0], red[1]);
         const T ls = d_log(s);
 #pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
-            const T x = a[c];
-            out[c] = OP == SOFTMAX_FWD ? d_exp(x - m) / s : (x - m) - ls;
+            const T x = M::get(a, c);
+            M::put(out, c, OP == SOFTMAX_FWD ? d_exp(x - m) / s : (x - m) - ls);
         }
     } else {
         T s = T(0);
-        for (int c = lane; c < cols; c += THREADS) s += OP == SOFTMAX_BWD ? a[c] * b[c] : a[c];
+        for (int c = lane; c < cols; c += THREADS)
+            s += OP == SOFTMAX_BWD ? M::get(a, c) * M::get(b, c) : M::get(a, c);
         s = group_reduce<SumOp, THREADS>(s, red[0]);
 #pragma unroll(PYDL_ROW_UNROLL(T))
         for (int c = lane; c < cols; c += THREADS) {
-            const T g = a[c], y = b[c];
-            out[c] = OP == SOFTMAX_BWD ? y * (g - s) : g - d_exp(y) * s;
+            const T g = M::get(a, c), y = M::get(b, c);
+            M::put(out, c, OP == SOFTMAX_BWD ? y * (g - s) : g - d_exp(y) * s);
         }
     }
 }
 
 #define PYDL_ROW_BLOCK(THREADS) __launch_bounds__((THREADS) == 32 ? 128 : (THREADS))
 
-template <typename T, int THREADS, int VPT>
+template <typename T, int THREADS, int VPT, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 rows, int cols) {
-    softmax_rows<T, SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
+softmax_forward_kernel(const typename Mem<T, S>::type* __restrict__ x,
+                       typename Mem<T, S>::type* __restrict__ y, i64 rows, int cols) {
+    softmax_rows<T, S, SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
 }
 
-template <typename T, int THREADS, int VPT>
+template <typename T, int THREADS, int VPT, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-log_softmax_forward_kernel(const T* __restrict__ x, T* __restrict__ y, i64 rows, int cols) {
-    softmax_rows<T, LOG_SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
+log_softmax_forward_kernel(const typename Mem<T, S>::type* __restrict__ x,
+                           typename Mem<T, S>::type* __restrict__ y, i64 rows, int cols) {
+    softmax_rows<T, S, LOG_SOFTMAX_FWD, THREADS, VPT>(x, nullptr, y, rows, cols);
 }
 
-template <typename T, int THREADS, int VPT>
+template <typename T, int THREADS, int VPT, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-softmax_backward_kernel(const T* __restrict__ gy, const T* __restrict__ y, T* __restrict__ gx,
-                        i64 rows, int cols) {
-    softmax_rows<T, SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
+softmax_backward_kernel(const typename Mem<T, S>::type* __restrict__ gy,
+                        const typename Mem<T, S>::type* __restrict__ y,
+                        typename Mem<T, S>::type* __restrict__ gx, i64 rows, int cols) {
+    softmax_rows<T, S, SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
 }
 
-template <typename T, int THREADS, int VPT>
+template <typename T, int THREADS, int VPT, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-log_softmax_backward_kernel(const T* __restrict__ gy, const T* __restrict__ y,
-                            T* __restrict__ gx, i64 rows, int cols) {
-    softmax_rows<T, LOG_SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
+log_softmax_backward_kernel(const typename Mem<T, S>::type* __restrict__ gy,
+                            const typename Mem<T, S>::type* __restrict__ y,
+                            typename Mem<T, S>::type* __restrict__ gx, i64 rows, int cols) {
+    softmax_rows<T, S, LOG_SOFTMAX_BWD, THREADS, VPT>(gy, y, gx, rows, cols);
 }
 
 // loss[i] = (1 - eps) w[t] (lse - x[t]) + (eps / C) sum_c w[c] (lse - x[c]); lse[i] saved.
 // weight may be null (all ones). eps is the label smoothing.
-template <typename T, int THREADS>
+template <typename T, int THREADS, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-cross_entropy_forward_kernel(const T* __restrict__ logits, const i64* __restrict__ target,
-                             const T* __restrict__ weight, T* __restrict__ loss,
-                             T* __restrict__ lse_out, unsigned long long* __restrict__ bad_row,
-                             i64 rows, int C, i64 ignore_index, T eps) {
+cross_entropy_forward_kernel(const typename Mem<T, S>::type* __restrict__ logits,
+                             const i64* __restrict__ target,
+                             const typename Mem<T, S>::type* __restrict__ weight,
+                             typename Mem<T, S>::type* __restrict__ loss,
+                             typename Mem<T, S>::type* __restrict__ lse_out,
+                             unsigned long long* __restrict__ bad_row, i64 rows, int C,
+                             i64 ignore_index, T eps) {
+    typedef Mem<T, S> M;
     __shared__ T red[2][32];
     const int lane = threadIdx.x % THREADS;
     const i64 row = group_row<THREADS>();
     if (row >= rows) return;
-    const T* x = logits + row * C;
+    const typename M::type* x = logits + row * C;
     const bool smooth = eps != T(0);
-    const T x0 = C > 0 ? x[0] : T(0);
+    const T x0 = C > 0 ? M::get(x, 0) : T(0);
     T m = neg_inf<T>(), s = T(0), sw = T(0), swx = T(0);
 #pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
-        const T v = x[c];
+        const T v = M::get(x, c);
         ms_add(m, s, v);
         if (smooth) {
-            const T w = weight ? weight[c] : T(1);
+            const T w = weight ? M::get(weight, c) : T(1);
             sw += w;
             swx += w * (v - x0);
         }
@@ -208,51 +227,56 @@ cross_entropy_forward_kernel(const T* __restrict__ logits, const i64* __restrict
     }
     if (lane != 0) return;
     const T lse = m + d_log(s);
-    lse_out[row] = lse;
+    M::put(lse_out, row, lse);
     const i64 t = target[row];
     T l = T(0);
     if (t != ignore_index) {
         if (t < 0 || t >= C) {
             atomicMin(bad_row, (unsigned long long)row);
         } else {
-            const T wt = weight ? weight[t] : T(1);
-            l = (T(1) - eps) * wt * (lse - x[t]);
+            const T wt = weight ? M::get(weight, t) : T(1);
+            l = (T(1) - eps) * wt * (lse - M::get(x, t));
             if (smooth) l += (eps / T(C)) * (sw * (lse - x0) - swx);
         }
     }
-    loss[row] = l;
+    M::put(loss, row, l);
 }
 
 // glogits[i, c] = g_i (softmax_ic S_i - (1 - eps) w[t_i] [c == t_i] - (eps / C) w[c]),
 // S_i = (1 - eps) w[t_i] + (eps / C) sum_c w[c]; rows with an ignored (or bad) target get 0.
 // weight_sum points at sum_c w[c] on the device (null when weight is null: the sum is C).
-template <typename T, int THREADS>
+template <typename T, int THREADS, typename S = T>
 __global__ void PYDL_ROW_BLOCK(THREADS)
-cross_entropy_backward_kernel(const T* __restrict__ grad_loss, const T* __restrict__ logits,
-                              const T* __restrict__ lse, const i64* __restrict__ target,
-                              const T* __restrict__ weight, const T* __restrict__ weight_sum,
-                              T* __restrict__ glogits, i64 rows, int C, i64 ignore_index, T eps) {
+cross_entropy_backward_kernel(const typename Mem<T, S>::type* __restrict__ grad_loss,
+                              const typename Mem<T, S>::type* __restrict__ logits,
+                              const typename Mem<T, S>::type* __restrict__ lse,
+                              const i64* __restrict__ target,
+                              const typename Mem<T, S>::type* __restrict__ weight,
+                              const T* __restrict__ weight_sum,
+                              typename Mem<T, S>::type* __restrict__ glogits, i64 rows, int C,
+                              i64 ignore_index, T eps) {
+    typedef Mem<T, S> M;
     const int lane = threadIdx.x % THREADS;
     const i64 row = group_row<THREADS>();
     if (row >= rows) return;
-    const T* x = logits + row * C;
-    T* out = glogits + row * C;
+    const typename M::type* x = logits + row * C;
+    typename M::type* out = glogits + row * C;
     const i64 t = target[row];
     if (t == ignore_index || t < 0 || t >= C) {
-        for (int c = lane; c < C; c += THREADS) out[c] = T(0);
+        for (int c = lane; c < C; c += THREADS) M::put(out, c, T(0));
         return;
     }
-    const T g = grad_loss[row], L = lse[row];
-    const T wt = weight ? weight[t] : T(1);
+    const T g = M::get(grad_loss, row), L = M::get(lse, row);
+    const T wt = weight ? M::get(weight, t) : T(1);
     const T sw = weight ? *weight_sum : T(C);
     const T e = eps / T(C);
-    const T S = (T(1) - eps) * wt + e * sw;
+    const T Si = (T(1) - eps) * wt + e * sw;
     const T hit = (T(1) - eps) * wt;
 #pragma unroll(PYDL_ROW_UNROLL(T))
     for (int c = lane; c < C; c += THREADS) {
-        T v = d_exp(x[c] - L) * S - e * (weight ? weight[c] : T(1));
+        T v = d_exp(M::get(x, c) - L) * Si - e * (weight ? M::get(weight, c) : T(1));
         if (c == t) v -= hit;
-        out[c] = v * g;
+        M::put(out, c, v * g);
     }
 }
 

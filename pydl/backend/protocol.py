@@ -211,10 +211,14 @@ def gru_cell_backward(dh: Array, rzh: Array, n: Array, h_prev: Array, dxg: Array
 # In place, multi-tensor: lists of same-length arrays, one entry per parameter. Every
 # hyperparameter is a Python number; ``step`` is the 1-based step count after this update.
 # Semantics are PyTorch's (torch.optim, foreach=False) for the same options.
+# ``model_params`` (float32 master weights): None, or float16 / bfloat16 arrays, one per
+# float32 ``params`` entry; the step then also writes each updated master value, rounded to
+# nearest even, into its model copy, and a gradient may be of its copy's low dtype (used as
+# is, widened to float32 exactly) or float32. The states stay float32.
 @_kernel
 def sgd_step(params: list, grads: list, momentum_bufs: list, *, lr: float, momentum: float,
              dampening: float, weight_decay: float, nesterov: bool, maximize: bool,
-             first_step: bool) -> None:
+             first_step: bool, model_params: list | None = None) -> None:
     """Fused SGD step. momentum_bufs are ignored when momentum == 0; on first_step the buffer
     is set to the gradient (after weight decay) instead of being blended."""
 
@@ -223,7 +227,8 @@ def sgd_step(params: list, grads: list, momentum_bufs: list, *, lr: float, momen
 def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,
               max_exp_avg_sqs: list | None, *, lr: float, beta1: float, beta2: float,
               eps: float, weight_decay: float, step: int, amsgrad: bool,
-              decoupled_weight_decay: bool, maximize: bool) -> None:
+              decoupled_weight_decay: bool, maximize: bool,
+              model_params: list | None = None) -> None:
     """Fused Adam / AdamW step. max_exp_avg_sqs is a list when amsgrad, else None;
     decoupled_weight_decay selects AdamW (param *= 1 - lr * wd) over Adam's L2."""
 
@@ -231,13 +236,15 @@ def adam_step(params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,
 @_kernel
 def rmsprop_step(params: list, grads: list, square_avgs: list, momentum_bufs: list | None,
                  grad_avgs: list | None, *, lr: float, alpha: float, eps: float,
-                 weight_decay: float, momentum: float, centered: bool, maximize: bool) -> None:
+                 weight_decay: float, momentum: float, centered: bool, maximize: bool,
+                 model_params: list | None = None) -> None:
     """Fused RMSprop step; momentum_bufs used when momentum > 0, grad_avgs when centered."""
 
 
 @_kernel
 def adagrad_step(params: list, grads: list, state_sums: list, *, lr: float, lr_decay: float,
-                 weight_decay: float, eps: float, step: int, maximize: bool) -> None:
+                 weight_decay: float, eps: float, step: int, maximize: bool,
+                 model_params: list | None = None) -> None:
     """Fused Adagrad step with learning-rate decay lr / (1 + (step - 1) * lr_decay)."""
 
 

@@ -10,12 +10,19 @@ backend, so they work, with gradients, on every device.
 - ``max_pool3d`` / ``avg_pool3d``: a box is the product of a (H, W) window and a depth
   window, and max and mean both factor over it: pool (H, W) with ``*_pool2d``, then depth
   with ``*_pool1d``. Padding, ``ceil_mode`` and ``count_include_pad`` factor per dim too.
+  ``return_indices``: the 1-D pool's argmax says which depth plane won, the 2-D pool's
+  argmax in that plane says where; together PyTorch's flat ``(d * H + h) * W + w``. Both
+  parts keep the first maximum, so ties go to the first in (d, h, w) order, as in PyTorch.
 
-Second derivatives: as their 2-D parts (not yet: conv2d and pooling raise on double backward).
+Second derivatives: those of their 2-D parts (conv2d's and the pools' double backward).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..tensor import Tensor
+from ._util import xp_of
 from .conv import _check_conv_args, _check_nonneg, _check_positive, _ntuple, conv2d
 from .pool import _avg_pool, _max_pool
 
@@ -92,7 +99,8 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.squeeze(0) if unbatched else y.contiguous()
 
 
-def _pool3d(op, input, kernel_size, stride, padding, dilation, pool2d, pool1d):
+def _pool3d(op, input, kernel_size, stride, padding, dilation, pool2d, pool1d,
+            return_indices=False):
     from .conv import _check_tensor
 
     _check_tensor(input, "input", op)
@@ -108,27 +116,50 @@ def _pool3d(op, input, kernel_size, stride, padding, dilation, pool2d, pool1d):
     x = input.unsqueeze(0) if unbatched else input
     n, c, d, h, w = x.shape
     y = pool2d(x.reshape(n, c * d, h, w), kernel[1:], stride[1:], padding[1:], dilation[1:])
+    if return_indices:
+        y, idx_hw = y
     ho, wo = y.shape[-2:]
     y = y.reshape(n, c, d, ho, wo).permute(0, 1, 3, 4, 2).reshape(n, c * ho * wo, d)
     y = pool1d(y, kernel[0], stride[0], padding[0], dilation[0])
-    y = y.reshape(n, c, ho, wo, y.shape[-1]).permute(0, 1, 4, 2, 3).contiguous()
-    return y.squeeze(0) if unbatched else y
+    if return_indices:
+        y, idx_d = y
+    do = y.shape[-1]
+    y = y.reshape(n, c, ho, wo, do).permute(0, 1, 4, 2, 3).contiguous()
+    if not return_indices:
+        return y.squeeze(0) if unbatched else y
+    idx = _flat_indices(idx_hw.data, idx_d.data, (n, c, d, ho, wo, do), h * w)
+    if unbatched:
+        y, idx = y.squeeze(0), idx[0]
+    return y, Tensor._make(idx)
+
+
+def _flat_indices(idx_hw, idx_d, shape, plane):
+    """PyTorch's flat ``(d * H + h) * W + w`` index of each 3-D maximum: the depth the 1-D pool
+    picked, and the in-plane index the 2-D pool found in that depth plane."""
+    n, c, d, ho, wo, do = shape
+    xp = xp_of(idx_hw)
+    depth = idx_d.reshape(n, c, ho, wo, do)
+    in_plane = xp.moveaxis(idx_hw.reshape(n, c, d, ho, wo), 2, -1)  # (n, c, ho, wo, d)
+    hw = xp.take_along_axis(in_plane, depth, axis=-1)
+    flat = depth.astype(np.int64) * plane + hw
+    return xp.ascontiguousarray(xp.moveaxis(flat, -1, 2))  # (n, c, do, ho, wo)
 
 
 def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,  # noqa: A002
                return_indices=False):
-    """3-D max pooling over (N, C, D, H, W) or (C, D, H, W), as ``F.max_pool3d``
-    (``return_indices`` is not supported)."""
-    if return_indices:
-        raise NotImplementedError("max_pool3d: return_indices=True is not supported yet")
+    """3-D max pooling over (N, C, D, H, W) or (C, D, H, W), as ``F.max_pool3d``.
+
+    With ``return_indices`` also returns the int64 flat index ``(d * H + h) * W + w`` of each
+    maximum in its input volume, as PyTorch (the first one in (d, h, w) order on ties)."""
 
     def pool2d(x, k, s, p, dil):
-        return _max_pool("max_pool3d", 2, x, k, s, p, dil, ceil_mode, False)
+        return _max_pool("max_pool3d", 2, x, k, s, p, dil, ceil_mode, return_indices)
 
     def pool1d(x, k, s, p, dil):
-        return _max_pool("max_pool3d", 1, x, k, s, p, dil, ceil_mode, False)
+        return _max_pool("max_pool3d", 1, x, k, s, p, dil, ceil_mode, return_indices)
 
-    return _pool3d("max_pool3d", input, kernel_size, stride, padding, dilation, pool2d, pool1d)
+    return _pool3d("max_pool3d", input, kernel_size, stride, padding, dilation, pool2d, pool1d,
+                   return_indices)
 
 
 def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,  # noqa: A002

@@ -11,7 +11,9 @@ The running reductions run as a log-step scan (Hillis-Steele): ``ceil(log2(n))``
 steps, each combining the array with itself shifted by 1, 2, 4... along ``dim``; no Python
 loop over elements, and the same code on every device. ``cumprod`` and ``logcumsumexp`` scan
 with recorded ``*`` and ``logaddexp``, so autograd differentiates the scan itself (exact at
-zeros, where a ``/ x`` formula would divide by zero, and twice differentiable). ``cummax`` /
+zeros, where a ``/ x`` formula would divide by zero, and twice differentiable); ``cumprod``
+takes the one-pass ``xp.cumprod`` with a ``/ x`` backward instead where no zero can hurt it
+(no gradient needed, or no zero in ``x``). ``cummax`` /
 ``cummin`` scan the raw values and indices (ties pick the later index, as PyTorch) and
 return ``x`` picked at the indices.
 """
@@ -22,6 +24,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from ..autograd import Function, is_grad_enabled
 from ..tensor import Tensor
 from ._util import normalize_axis, xp_of
 from .elementwise_extra import logaddexp
@@ -91,7 +94,10 @@ def msort(x):
 
 def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's names
     """The ``k`` largest (or smallest) values along ``dim`` and their indices, in sorted order
-    (ties keep their original order)."""
+    (ties keep their original order; among equal values at the cut the first ones are kept).
+
+    Does not sort the whole dimension: a partition finds the k-th value, the ``k`` winners are
+    picked in index order, and only they are sorted (``O(n + k log k)`` per row)."""
     x, d = _sort_dim(x, dim, "topk")
     n = 1 if d is None else x.shape[d]
     k = int(k)
@@ -99,9 +105,34 @@ def topk(x, k, dim=-1, largest=True, sorted=True):  # noqa: A002 - PyTorch's nam
         raise RuntimeError(f"topk: k ({k}) is out of range for a dimension of size {n}")
     if d is None:
         return sort(x)
-    idx = _stable_argsort(x.data, d, largest)
-    idx = xp_of(idx).take(idx, xp_of(idx).arange(k), axis=d).astype(np.int64, copy=False)
+    idx = _topk_indices(x.data, k, d, largest).astype(np.int64, copy=False)
     return SortResult(_pick(x, d, idx), Tensor._make(idx))
+
+
+def _topk_indices(a, k, axis, largest):
+    """The indices of the top ``k`` along ``axis``, sorted as a stable sort would (NaN largest)."""
+    xp = xp_of(a)
+    a = xp.moveaxis(a, axis, -1)
+    n = a.shape[-1]
+    if k == 0 or k == n:  # nothing to cut: the (short) answer is a full stable sort
+        idx = _stable_argsort(a, -1, largest)[..., :k]
+        return xp.moveaxis(idx, -1, axis)
+    # the k-th value of each row (partition puts NaN last, i.e. treats it as the largest)
+    pos = n - k if largest else k - 1
+    kth = xp.partition(a, pos, axis=-1)[..., pos:pos + 1]
+    a_nan, kth_nan = a != a, kth != kth  # (always False for ints)
+    if largest:
+        beats = (a > kth) | (a_nan & ~kth_nan)
+    else:
+        beats = (a < kth) | (~a_nan & kth_nan)
+    ties = (a == kth) | (a_nan & kth_nan)
+    # all strict winners, then the first of the values equal to the k-th one: exactly k a row
+    room = k - beats.sum(axis=-1, keepdims=True)
+    keep = beats | (ties & (xp.cumsum(ties, axis=-1) <= room))
+    chosen = xp.nonzero(keep.reshape(-1, n))[1].reshape(a.shape[:-1] + (k,))
+    order = _stable_argsort(xp.take_along_axis(a, chosen, axis=-1), -1, largest)
+    idx = xp.take_along_axis(chosen, order, axis=-1)
+    return xp.moveaxis(idx, -1, axis)
 
 
 # -- log-step scans ---------------------------------------------------------------------------
@@ -143,8 +174,33 @@ def _scan_dim(x, dim, op):
     return x, normalize_axis(dim, x.ndim, op)
 
 
+class CumProd(Function):
+    """``xp.cumprod`` forward; backward ``rev_cumsum(g * y) / x``, which divides by ``x``: only
+    used where ``x`` has no zeros (``cumprod`` sends inputs with zeros to the scan)."""
+
+    double_backward = True
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        ctx.save_for_backward(x)
+        return xp_of(x).cumprod(x, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        xp = xp_of(x)
+        # with create_graph x is a Tensor: y is then recorded (by this Function again)
+        y = cumprod(x, ctx.axis) if isinstance(x, Tensor) else xp.cumprod(x, axis=ctx.axis)
+        tail = xp.flip(xp.cumsum(xp.flip(g * y, ctx.axis), ctx.axis), ctx.axis)
+        return tail / x, None
+
+
 def cumprod(x, dim, *, dtype=None):
-    """Running product along ``dim``; differentiable (twice), also where x has zeros."""
+    """Running product along ``dim``; differentiable (twice), also where x has zeros.
+
+    ``xp.cumprod`` (one pass) unless a gradient is needed and ``x`` has a zero: then the
+    log-step scan, whose recorded ``*`` differentiates exactly at the zeros."""
     x, d = _scan_dim(x, dim, "cumprod")
     if dtype is not None:
         x = x.to(dtype)
@@ -152,7 +208,9 @@ def cumprod(x, dim, *, dtype=None):
         x = x.to(np.int64)
     if x.ndim == 0:
         return x.clone()
-    return _scan(x, d, lambda a, b: a * b, 1)
+    if x.requires_grad and is_grad_enabled() and bool((x.data == 0).any()):
+        return _scan(x, d, lambda a, b: a * b, 1)
+    return CumProd.apply(x, d)
 
 
 def logcumsumexp(x, dim):

@@ -3,8 +3,9 @@ unfold meshgrid nonzero``.
 
 Each is composed from recorded ops (``where`` with a constant mask, ``cat``/``narrow``,
 ``x[key]`` with integer arrays, ``reshape``/``expand``), so its gradients, first and second
-order, are those ops' and it runs on every device. ``diagonal`` and ``unfold`` return
-copies (PyTorch returns views: writing into them does not reach ``x``).
+order, are those ops' and it runs on every device. ``diagonal`` is a view of ``x`` (the
+view machinery of ``views.py``: ``ViewOf`` gives its gradient, first and second order);
+``unfold`` returns a copy (PyTorch returns a view: writing into it does not reach ``x``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from ..tensor import Tensor
 from ._util import normalize_axis, xp_of
 from .unary import _as_tensor
+from .views import ViewOf, share_if_view
 
 __all__ = ["triu", "tril", "roll", "diagonal", "diag", "repeat_interleave", "unfold",
            "meshgrid", "nonzero"]
@@ -76,18 +78,27 @@ def roll(x, shifts, dims=None):
 
 
 def diagonal(x, offset=0, dim1=0, dim2=1):
-    """The diagonal of the (dim1, dim2) planes, as a new last dim (a copy, not a view)."""
+    """The diagonal of the (dim1, dim2) planes, as a new last dim: a view, as in PyTorch
+    (an in-place write into it reaches ``x``, and autograd follows the write)."""
     x = _matrix(x, "diagonal")
     d1, d2 = normalize_axis(dim1, x.ndim, "diagonal"), normalize_axis(dim2, x.ndim, "diagonal")
     if d1 == d2:
         raise RuntimeError(f"diagonal: dim1 and dim2 must differ, both are {dim1}")
-    x = x.movedim((d1, d2), (-2, -1))
-    m, n = x.shape[-2:]
     offset = int(offset)
-    length = max(0, min(m + min(offset, 0), n - max(offset, 0)))
-    xp = xp_of(x.data)
-    i = xp.arange(length) + max(-offset, 0)
-    return x[..., i, i + offset]
+
+    def fn(a):
+        return _diagonal_view(a, offset, d1, d2)
+
+    return share_if_view(ViewOf.apply(x, fn), x, fn)
+
+
+def _diagonal_view(a, offset, d1, d2):
+    """``a.diagonal(...)``, writable: NumPy hands the diagonal out read-only, CuPy does not
+    (its flags have no ``writeable``); a read-only ``a`` keeps a read-only diagonal."""
+    v = a.diagonal(offset, d1, d2)
+    if not getattr(v.flags, "writeable", True) and getattr(a.flags, "writeable", True):
+        v.flags.writeable = True
+    return v
 
 
 def diag(x, diagonal=0):
@@ -99,7 +110,7 @@ def diag(x, diagonal=0):
     x = _as_tensor(x, "diag")
     k = int(diagonal)
     if x.ndim == 2:
-        return globals()["diagonal"](x, k)
+        return globals()["diagonal"](x, k).clone()  # a copy, as torch.diag
     if x.ndim != 1:
         raise RuntimeError(f"diag: expected a 1-D or 2-D tensor, got shape {x.shape}")
     from .unary import where

@@ -1,5 +1,5 @@
-"""Layers: Linear, Bilinear, Conv1d/2d, ConvTranspose1d/2d, pooling, Flatten, Unflatten,
-Upsample, Dropout, Identity, Embedding.
+"""Layers: Linear, Bilinear, Conv1d/2d/3d, ConvTranspose1d/2d, pooling (1-D to 3-D), Flatten,
+Unflatten, Upsample, Dropout, Identity, Embedding.
 
 Each layer stores its weights as Parameters with PyTorch's names and shapes and PyTorch's
 default initialization (drawn from pydl's generator, so ``pydl.manual_seed`` reproduces
@@ -26,8 +26,9 @@ from .module import Module
 from .parameter import Parameter
 
 __all__ = [
-    "Identity", "Linear", "Bilinear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d",
-    "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d",
+    "Identity", "Linear", "Bilinear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d",
+    "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d",
+    "AvgPool3d", "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Flatten", "Unflatten", "Upsample", "Dropout",
     "Dropout1d", "Dropout2d", "Embedding", "interpolate",
 ]
@@ -39,6 +40,15 @@ def _pair(v, name="argument"):
     v = tuple(int(a) for a in v)
     if len(v) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+def _triple(v, name="argument"):
+    if isinstance(v, numbers.Integral):
+        return (int(v),) * 3
+    v = tuple(int(a) for a in v)
+    if len(v) != 3:
+        raise ValueError(f"{name} must be an int or a triple of ints, got {v}")
     return v
 
 
@@ -138,7 +148,7 @@ class Bilinear(Module):
 # -- convolution -------------------------------------------------------------------------
 class _ConvNd(Module):
     """The convolutions' shared constructor (PyTorch's Conv argument order), for ``_dims``
-    1 or 2; transposed ones add ``output_padding``."""
+    1, 2 or 3; transposed ones add ``output_padding``."""
 
     _dims = 2
     _transposed = False
@@ -156,7 +166,7 @@ class _ConvNd(Module):
         if padding_mode not in modes:
             raise ValueError(f"{name}: padding_mode must be one of {modes}, got "
                              f"{padding_mode!r}")
-        tup = _pair if self._dims == 2 else _single
+        tup = {1: _single, 2: _pair, 3: _triple}[self._dims]
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = tup(kernel_size, "kernel_size")
         self.stride = tup(stride, "stride")
@@ -241,6 +251,19 @@ class Conv2d(_ConvNd):
 
     def forward(self, x):
         return self._conv(F.conv2d, x)
+
+
+class Conv3d(_ConvNd):
+    """3-D convolution over (N, C_in, D, H, W) volumes: weight (C_out, C_in / groups, kD, kH,
+    kW), bias (C_out,); arguments as :class:`Conv2d` (ints or triples).
+
+    >>> conv = nn.Conv3d(2, 4, 3, padding=1); y = conv(pydl.randn(1, 2, 5, 6, 6))
+    """
+
+    _dims = 3
+
+    def forward(self, x):
+        return self._conv(F.conv3d, x)
 
 
 class Conv1d(_ConvNd):
@@ -337,6 +360,16 @@ class MaxPool1d(_MaxPoolNd):
     _fn = F.max_pool1d
 
 
+class MaxPool3d(_MaxPoolNd):
+    """Max over windows of (N, C, D, H, W) volumes; ``return_indices`` gives PyTorch's flat
+    ``(d * H + h) * W + w`` indices.
+
+    >>> pool = nn.MaxPool3d(2); y = pool(pydl.randn(1, 3, 4, 8, 8))   # (1, 3, 2, 4, 4)
+    """
+
+    _fn = F.max_pool3d
+
+
 class _AvgPoolNd(Module):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
@@ -361,6 +394,19 @@ class AvgPool2d(_AvgPoolNd):
 
     def forward(self, x):
         return F.avg_pool2d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                            self.count_include_pad, self.divisor_override)
+
+
+class AvgPool3d(_AvgPoolNd):
+    """Mean over windows of (N, C, D, H, W) volumes; arguments as :class:`AvgPool2d`."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+        self.divisor_override = divisor_override
+
+    def forward(self, x):
+        return F.avg_pool3d(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)
 
 

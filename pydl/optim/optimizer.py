@@ -11,12 +11,14 @@ gradients, buckets them by device and dtype, and calls the kernel once per bucke
 of arrays, updating them in place.
 
 Low-precision parameters (float16, bfloat16) get float32 master weights: the state holds a
-float32 copy ``master_param`` and float32 moments, the kernel steps the float32 copy with
-the gradient widened to float32, and the parameter receives the rounded result (both copies
-written every step). The master copy is in ``state_dict()``, so a checkpoint resumes exactly;
-a parameter changed outside the optimizer (``load_state_dict`` on the model, an in-place
-write) is re-read into its master copy at the next step. A low-precision parameter may carry
-a float32 ``.grad`` (``GradScaler.unscale_`` leaves one, so small gradients do not underflow).
+float32 copy ``master_param`` and float32 moments; the kernel (``model_params``) steps the
+float32 copy with the gradient widened to float32 and writes the rounded result into the
+parameter (both copies written every step: in one pass on CUDA, whose step kernels read
+the half gradients directly). The master copy is in ``state_dict()``, so a checkpoint
+resumes exactly; a parameter changed outside the optimizer (``load_state_dict`` on the
+model, an in-place write) is re-read into its master copy at the next step. A low-precision
+parameter may carry a float32 ``.grad`` (``GradScaler.unscale_`` leaves one, so small
+gradients do not underflow).
 """
 
 from __future__ import annotations
@@ -261,20 +263,20 @@ class Optimizer:
         low = params[0].data.dtype in LOW_PRECISION
         for p in params:
             a = p.data
-            if low:  # step the float32 master copy, then round it into the parameter
-                master = self._master(p)
-                writeback.append((a, master))
-                a = master
+            if low:  # step the float32 master copy; the kernel also writes the parameter
+                a = self._master(p)
             elif not a.flags.c_contiguous:  # kernels update contiguous memory in place
                 c = a.copy(order="C")
                 writeback.append((a, c))
                 a = c
             arrays.append(a)
-        grads = [_contiguous(p.grad.data.astype(float32, copy=False) if low else p.grad.data)
-                 for p in params]
+        # low-precision gradients go to the kernel as they are (it widens them)
+        grads = [_contiguous(p.grad.data) for p in params]
         states = [
             None if key is None else [self.state[p][key] for p in params] for key in state_keys
         ]
+        if low:
+            hyper["model_params"] = [p.data for p in params]
         getattr(backend, kernel)(arrays, grads, *states, **hyper)
         for dst, src in writeback:
             dst[...] = src

@@ -27,6 +27,7 @@ import functools
 import numpy as np
 
 from ... import _C  # ImportError here means: no extension, the references stay
+from ..low_precision import model_copies
 from . import reference
 
 #: the largest column buffer (elements) conv2d builds at once; bigger batches are chunked.
@@ -429,6 +430,7 @@ def gru_cell_backward(dh, rzh, n, h_prev, dxg=None, dhg=None):
 # when some array is not C-contiguous float32/float64 of its parameter's size and dtype.
 
 
+@model_copies
 @_or_reference
 def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_decay, nesterov,
              maximize, first_step):
@@ -438,6 +440,7 @@ def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_de
         return DECLINED
 
 
+@model_copies
 @_or_reference
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta1, beta2, eps,
               weight_decay, step, amsgrad, decoupled_weight_decay, maximize):
@@ -448,6 +451,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta
         return DECLINED
 
 
+@model_copies
 @_or_reference
 def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, alpha, eps,
                  weight_decay, momentum, centered, maximize):
@@ -457,6 +461,7 @@ def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, al
         return DECLINED
 
 
+@model_copies
 @_or_reference
 def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
     """Fused Adagrad step (lr decay, weight decay, maximize), in place."""

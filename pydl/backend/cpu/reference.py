@@ -19,7 +19,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ...functions._special import erf as special_erf
 from .. import protocol
-from ..low_precision import wrap_kernels
+from ..low_precision import model_copies, wrap_kernels
 from ..protocol import conv_output_size
 
 
@@ -427,6 +427,7 @@ def _effective_grad(p, g, weight_decay, maximize):
     return g + weight_decay * p if weight_decay != 0 else g
 
 
+@model_copies
 def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_decay, nesterov,
              maximize, first_step):
     """SGD with optional momentum, dampening, Nesterov, weight decay and maximize."""
@@ -443,6 +444,7 @@ def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_de
         p -= lr * d
 
 
+@model_copies
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta1, beta2, eps,
               weight_decay, step, amsgrad, decoupled_weight_decay, maximize):
     """Adam / AdamW (decoupled_weight_decay), optionally AMSGrad."""
@@ -466,6 +468,7 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta
         p -= (lr / bias1) * m / denom
 
 
+@model_copies
 def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, alpha, eps,
                  weight_decay, momentum, centered, maximize):
     """RMSprop, optionally centered and with momentum."""
@@ -489,6 +492,7 @@ def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, al
             p -= lr * g / avg
 
 
+@model_copies
 def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
     """Adagrad with learning-rate decay: lr / (1 + (step - 1) * lr_decay)."""
     clr = lr / (1 + (step - 1) * lr_decay)

@@ -76,8 +76,9 @@ def _kernels_of_families() -> dict:
 # Export each protocol kernel from its family module (matmul from gemm.py, ...), once at
 # import: a new kernel needs no line here.
 globals().update(_kernels_of_families())
-# float16 / bfloat16 inputs of the kernels without a low-precision version (all but matmul,
-# which has tensor-core kernels in matmul_half.cu) compute in float32 (backend/low_precision.py)
+# float16 / bfloat16 inputs of the kernels without a low-precision version compute in float32
+# (backend/low_precision.py); not wrapped: matmul (tensor-core kernels in matmul_half.cu), the
+# optimizer steps (model_params) and the families' native_low kernels (softmax, pooling)
 wrap_kernels(globals(), [k for k in protocol.KERNELS if k != "matmul"])
 
 

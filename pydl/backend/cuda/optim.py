@@ -13,17 +13,27 @@ import collections
 
 import numpy as np
 
+from ..low_precision import LOW_PRECISION
 from . import graph
 from . import runtime as rt
+from .gemm_half import FORMATS
 
 SOURCE = "optim.cu"
 KINDS = ("sgd_step", "adam_step", "rmsprop_step", "adagrad_step")
 
 
+def _low_name(kind, grad_dtype, model_dtype):
+    """The float32-master instance writing ``model_dtype`` copies from ``grad_dtype`` grads."""
+    grad = "float" if grad_dtype == np.float32 else FORMATS[np.dtype(grad_dtype)]
+    return rt.template_name(f"{kind}_kernel", "float", grad, FORMATS[np.dtype(model_dtype)])
+
 
 def instances() -> list[str]:
-    """Every optim.cu instance the backend may launch."""
-    return rt.typed_instances(KINDS)
+    """Every optim.cu instance the backend may launch: float / double steps, and float32
+    master steps writing a float16 / bfloat16 model copy from half or float32 gradients."""
+    low = [_low_name(kind, g, h) for h in LOW_PRECISION for g in (h, np.dtype(np.float32))
+           for kind in KINDS]
+    return rt.typed_instances(KINDS) + low
 
 
 OPT_MAXIMIZE, OPT_NESTEROV, OPT_FIRST_STEP, OPT_AMSGRAD = 1, 2, 4, 8
@@ -51,23 +61,45 @@ def _chunk_table(sizes):
     return _CHUNK_TABLES.get_or_make((tuple(sizes), rt.device_key()), make)
 
 
-def _multi_tensor(kind, lists, written, scalars, flags):
+def _multi_tensor(kind, lists, written, scalars, flags, model_params=None):
     """Launch ``kind`` over parallel lists of arrays (None entries: absent lists).
 
     ``written`` names the list positions the kernel updates in place; a non-contiguous
-    array there is updated through a contiguous copy that is written back.
+    array there is updated through a contiguous copy that is written back. ``model_params``
+    (float16 / bfloat16 arrays, or None) are the model's copies of float32 ``lists[0]``: the
+    kernel writes them, rounded, in the same pass, and then reads half gradients as they are
+    (a gradient of another low dtype than its copy is widened first).
     """
     params = lists[0]
     if len(params) == 0:
         return
-    for lst in lists:
+    for lst in lists + [model_params]:
         if lst is not None and len(lst) != len(params):
             raise ValueError(f"{kind}: parameter and state lists differ in length")
+    grads = list(lists[1])
     groups = collections.defaultdict(list)
     for j, p in enumerate(params):
-        if p.size:
-            groups[np.dtype(p.dtype)].append(j)
-    for dtype, idx in groups.items():
+        if not p.size:
+            continue
+        low = None
+        if model_params is not None:
+            low = np.dtype(model_params[j].dtype)
+            if low not in LOW_PRECISION or np.dtype(p.dtype) != np.float32:
+                raise TypeError(f"{kind}: a model copy of dtype {low} needs float32 master "
+                                f"parameters and a float16 / bfloat16 copy, not {p.dtype}")
+            if model_params[j].shape != p.shape:
+                raise TypeError(f"{kind}: model copy {model_params[j].shape} does not match "
+                                f"parameter {p.shape}")
+            if grads[j].dtype != low:
+                grads[j] = grads[j].astype(np.float32, copy=False)
+        # without a model copy the gradients must be the parameters' dtype (checked below)
+        gkey = np.dtype(grads[j].dtype) if low is not None else np.dtype(p.dtype)
+        groups[(np.dtype(p.dtype), gkey, low)].append(j)
+    lists = [lists[0], grads] + list(lists[2:])
+    if model_params is not None:
+        lists.append(model_params)
+        written = set(written) | {len(lists) - 1}
+    for (dtype, grad_dtype, low), idx in groups.items():
         ctype = rt.ctype(kind, dtype)
         values = tuple(rt.scalar(ctype)(v) for v in scalars)
         # inside a CUDA graph the scalars live in device memory, rewritten before each replay
@@ -81,12 +113,14 @@ def _multi_tensor(kind, lists, written, scalars, flags):
             if lst is None:
                 cols.append(None)
                 continue
+            want = grad_dtype if li == 1 else (low if li == len(lists) - 1 and low is not None
+                                               else dtype)
             col = []
             for j in idx:
                 a = lst[j]
-                if a.dtype != dtype or a.shape != params[j].shape:
+                if a.dtype != want or a.shape != params[j].shape:
                     raise TypeError(f"{kind}: state {a.dtype} {a.shape} does not match "
-                                    f"parameter {dtype} {params[j].shape}")
+                                    f"parameter {want} {params[j].shape}")
                 if not a.flags.c_contiguous:
                     tmp = rt.xp.ascontiguousarray(a)
                     if li in written:
@@ -101,7 +135,8 @@ def _multi_tensor(kind, lists, written, scalars, flags):
         chunks, nchunks = _chunk_table([int(params[j].size) for j in idx])
         # a persistent grid: at most _OPT_BLOCKS_PER_SM blocks per SM walk the chunks
         grid = min(nchunks, _OPT_BLOCKS_PER_SM * rt.sm_count())
-        rt.launch(SOURCE, rt.typed_name(kind, ctype), (grid,), rt.BLOCK,
+        name = rt.typed_name(kind, ctype) if low is None else _low_name(kind, grad_dtype, low)
+        rt.launch(SOURCE, name, (grid,), rt.BLOCK,
                 (ptrs, chunks, np.int32(len(idx)), np.int32(nchunks), rt.null_or(dyn))
                 + values + (np.int32(flags),))
         for dst, src in copies:
@@ -114,7 +149,7 @@ def _common_flags(weight_decay, maximize):
 
 @rt.on_device
 def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_decay, nesterov,
-             maximize, first_step):
+             maximize, first_step, model_params=None):
     """Fused SGD step (momentum, dampening, Nesterov, weight decay, maximize), in place."""
     flags = _common_flags(weight_decay, maximize)
     if momentum != 0:
@@ -122,12 +157,12 @@ def sgd_step(params, grads, momentum_bufs, *, lr, momentum, dampening, weight_de
         flags |= OPT_FIRST_STEP if first_step else 0
     bufs = momentum_bufs if momentum != 0 else None
     _multi_tensor("sgd_step", [params, grads, bufs], {0, 2},
-                  (lr, momentum, 1 - dampening, weight_decay), flags)
+                  (lr, momentum, 1 - dampening, weight_decay), flags, model_params)
 
 
 @rt.on_device
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta1, beta2, eps,
-              weight_decay, step, amsgrad, decoupled_weight_decay, maximize):
+              weight_decay, step, amsgrad, decoupled_weight_decay, maximize, model_params=None):
     """Fused Adam / AdamW (optionally AMSGrad) step, in place."""
     flags = _common_flags(weight_decay, maximize)
     flags |= (OPT_AMSGRAD if amsgrad else 0) | (OPT_DECOUPLED if decoupled_weight_decay else 0)
@@ -137,25 +172,27 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, *, lr, beta
                   [params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs if amsgrad else None],
                   {0, 2, 3, 4},
                   (lr / bias1, 1 - beta1, beta2, 1 - beta2, bias2_sqrt, eps, weight_decay,
-                   1 - lr * weight_decay), flags)
+                   1 - lr * weight_decay), flags, model_params)
 
 
 @rt.on_device
 def rmsprop_step(params, grads, square_avgs, momentum_bufs, grad_avgs, *, lr, alpha, eps,
-                 weight_decay, momentum, centered, maximize):
+                 weight_decay, momentum, centered, maximize, model_params=None):
     """Fused RMSprop (centered, momentum) step, in place."""
     flags = _common_flags(weight_decay, maximize)
     flags |= (OPT_MOMENTUM if momentum > 0 else 0) | (OPT_CENTERED if centered else 0)
     _multi_tensor("rmsprop_step",
                   [params, grads, square_avgs, momentum_bufs if momentum > 0 else None,
                    grad_avgs if centered else None],
-                  {0, 2, 3, 4}, (lr, alpha, 1 - alpha, eps, weight_decay, momentum), flags)
+                  {0, 2, 3, 4}, (lr, alpha, 1 - alpha, eps, weight_decay, momentum), flags,
+                  model_params)
 
 
 @rt.on_device
-def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize):
+def adagrad_step(params, grads, state_sums, *, lr, lr_decay, weight_decay, eps, step, maximize,
+                 model_params=None):
     """Fused Adagrad step (lr decay, weight decay, maximize), in place."""
     clr = lr / (1 + (step - 1) * lr_decay)
     _multi_tensor("adagrad_step", [params, grads, state_sums], {0, 2},
-                  (clr, eps, weight_decay), _common_flags(weight_decay, maximize))
+                  (clr, eps, weight_decay), _common_flags(weight_decay, maximize), model_params)
 
