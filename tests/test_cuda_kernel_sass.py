@@ -49,6 +49,24 @@ KNOWN_SPILLS = {
     "pydl::cross_entropy_forward_kernel<double, 32>": "sm_80, NVRTC 13: 4 B around the "
                                                        "out-of-line float64 division, once per row",
 }
+# Spills that only NVRTC 12 (what cupy-cuda12x users get) produces; CI installs NVRTC 13 only,
+# so these are checked when the `kernels` extra adds NVRTC 12 (make kernels-report)
+KNOWN_SPILLS_NVRTC12 = {
+    LARGE: "NVRTC 12.9: 4-8 B in the <F,F,T> and <T,T,T> aligned instances (none with 13.5)",
+    "pydl::avg_pool2d_backward_kernel<float, pydl::": "NVRTC 12.9: 4-8 B in the f16/bf16 "
+                                                       "storage instances (none with 13.5)",
+}
+# An instance that spills under NVRTC 12 (above) pays for its spill loads in the main loop:
+# the two aligned 128x128 instances measured 84.8-84.9% FFMA on sm_90 with 12.9 (86-88% with
+# 13.5), so their FFMA bars are one point lower with NVRTC 12
+NVRTC12_SPILL_SLACK = 0.01
+
+
+def _nvrtc12_spill(r):
+    return str(r["nvrtc"]).startswith("12.") and bool(r["spill_st"] or r["spill_ld"]) \
+        and _known(r["kernel"], KNOWN_SPILLS_NVRTC12) is not None
+
+
 # (instance, arch, NVRTC major) whose next-tile loads ptxas still sinks below the FMA block
 KNOWN_SUNK: set = set()
 # The TF32 kernel's main-loop HMMA share of issued instructions (aligned, other paths). Its
@@ -123,7 +141,9 @@ def _known(kernel, table):
 def test_no_kernel_spills_beyond_the_known_ones(rows):
     spills = [r for r in _every(rows) if r["spill_st"] or r["spill_ld"]]
     bad = [f"{_where(r)}: {r['spill_st']} B spill stores, {r['spill_ld']} B spill loads"
-           for r in spills if not _known(r["kernel"], KNOWN_SPILLS)]
+           for r in spills if not _known(r["kernel"], KNOWN_SPILLS)
+           and not (str(r["nvrtc"]).startswith("12.")
+                    and _known(r["kernel"], KNOWN_SPILLS_NVRTC12))]
     assert not bad, "register spills:\n" + "\n".join(bad)
     if any(major >= 13 for major, _ in rows):
         still = {_known(r["kernel"], KNOWN_SPILLS) for r in spills}
@@ -143,6 +163,8 @@ def _ffma_misses(rows, need):
     bad = []
     for r in _fp32_gemm(_every(rows)):
         want = need(r)
+        if want is not None and _nvrtc12_spill(r):
+            want -= NVRTC12_SPILL_SLACK
         share = r["loop"]["math_share"] if r["loop"] else 0.0
         if want is not None and share < want:
             bad.append(f"{_where(r)}: main loop {share:.1%} FFMA < {want:.0%}")
