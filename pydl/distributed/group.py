@@ -161,6 +161,10 @@ def _abort_on_uncaught_exception(comm) -> None:
         sys.stderr.write(f"pydl.distributed: rank {comm.Get_rank()} raised {kind.__name__}; "
                          "aborting the job\n")
         sys.stderr.flush()
+        # the launcher forwards each rank's output through its own process (MPICH's hydra
+        # proxy), and MPI_Abort tears that down at once: without a pause the traceback above
+        # can reach the terminal cut short (seen in CI); half a second lets it through
+        time.sleep(0.5)
         comm.Abort(1)
 
     sys.excepthook = hook
